@@ -1,0 +1,75 @@
+//! The backend seam: what every way of running code (`none`, `native`, `docker`) implements,
+//! and the request it receives. A request's code has already passed syntax validation and its
+//! limits are valid by construction; a backend only runs and reports.
+
+pub mod none;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::limits::Limits;
+use crate::result::ExecutionResult;
+
+/// Which backend runs the code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// A plain subprocess with limits enforced from outside: for trusted code only.
+    None,
+    /// Our own Linux sandbox (namespaces, cgroups, seccomp).
+    Native,
+    /// A container through the Docker Engine API.
+    Docker,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::None => "none",
+            BackendKind::Native => "native",
+            BackendKind::Docker => "docker",
+        }
+    }
+}
+
+impl fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" => Ok(BackendKind::None),
+            "native" => Ok(BackendKind::Native),
+            "docker" => Ok(BackendKind::Docker),
+            other => Err(format!(
+                "invalid sandbox {other:?}; allowed: none, native, docker"
+            )),
+        }
+    }
+}
+
+/// One execution, as a backend receives it.
+#[derive(Debug, Clone)]
+pub struct ExecutionRequest<'a> {
+    /// Source code that passed syntax validation.
+    pub code: &'a [u8],
+    /// Bytes for the code's stdin; `None` gives it an empty stdin.
+    pub stdin: Option<&'a [u8]>,
+    pub limits: Limits,
+    /// Sample resource usage at this interval and return the samples.
+    pub monitor: Option<Duration>,
+}
+
+/// A way of running code. Implementations never panic on anything the code does: every
+/// outcome, including their own failures, comes back as an [`ExecutionResult`].
+pub trait Backend: Send + Sync {
+    fn kind(&self) -> BackendKind;
+    fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult;
+}

@@ -1,0 +1,30 @@
+//! code-exec: run untrusted Python code and say exactly what happened.
+//!
+//! The crate validates Python syntax in-process (parse-only), runs the code through a
+//! [`Backend`](backend::Backend) under validated [`Limits`](limits::Limits), and returns an
+//! [`ExecutionResult`](result::ExecutionResult) whose JSON form is the public contract.
+//!
+//! ```no_run
+//! use code_execution_tool::{BackendKind, CodeExecutionTool};
+//! let tool = CodeExecutionTool::new(BackendKind::None).unwrap();
+//! let result = tool.execute("print(6 * 7)").unwrap();
+//! assert_eq!(result.output, "42\n");
+//! ```
+
+pub mod backend;
+pub mod interpreter;
+pub mod limits;
+pub mod result;
+pub mod supervisor;
+pub mod syntax;
+mod sys;
+pub mod tool;
+
+pub use backend::{Backend, BackendKind, ExecutionRequest};
+pub use interpreter::{Interpreter, InterpreterError};
+pub use limits::{LimitError, Limits};
+pub use result::{ErrorType, ExecutionResult, Sample};
+pub use syntax::{PythonVersion, SyntaxCheck, SyntaxProblem};
+pub use tool::{
+    CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, ToolBuilder, ToolError,
+};

@@ -1,0 +1,358 @@
+//! The `code-exec` command line: `run`, `check`, and the hidden `__supervise` mode in which the
+//! same binary acts as the per-run supervisor process. Raw flags are validated here, once, into
+//! the library's typed values.
+//!
+//! Exit status: 0 the code succeeded (or is valid); 1 the code failed; 2 invalid invocation;
+//! 3 the tool itself failed (`SandboxError`).
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use code_execution_tool::limits::{CodeBytes, CpuFraction, MemoryMb, OutputBytes, Pids, Timeout};
+use code_execution_tool::result::ExecutionResult;
+use code_execution_tool::supervisor;
+use code_execution_tool::{
+    BackendKind, CodeExecutionTool, Interpreter, Limits, PythonVersion, SyntaxCheck, ToolError,
+    syntax,
+};
+
+const EXIT_FAILED: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+const EXIT_SANDBOX: u8 = 3;
+
+#[derive(Parser)]
+#[command(
+    name = "code-exec",
+    version,
+    about = "Run untrusted Python code and report exactly what happened"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Validate, then run Python code under limits.
+    Run(RunArgs),
+    /// Check Python syntax without running anything.
+    Check(CheckArgs),
+}
+
+#[derive(Args)]
+struct Source {
+    /// A file of code, or `-` for standard input.
+    #[arg(value_name = "FILE", conflicts_with = "code")]
+    file: Option<PathBuf>,
+    /// The code itself.
+    #[arg(short = 'c', value_name = "CODE")]
+    code: Option<String>,
+    /// Largest accepted code, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_code_size: Option<String>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    source: Source,
+    /// none (plain subprocess, trusted code only), native or docker.
+    #[arg(long, default_value = "none")]
+    sandbox: String,
+    /// Memory limit in MB [default: 128].
+    #[arg(long, value_name = "MB")]
+    memory: Option<String>,
+    /// CPU limit as a fraction of one core's time [default: 0.5].
+    #[arg(long, value_name = "F")]
+    cpu: Option<String>,
+    /// Wall-clock timeout in seconds [default: 30].
+    #[arg(long, value_name = "SECONDS")]
+    timeout: Option<String>,
+    /// Maximum processes and threads [default: 64].
+    #[arg(long, value_name = "N")]
+    pids: Option<String>,
+    /// Bytes kept of each of stdout and stderr; more stops the run [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_output: Option<String>,
+    /// A file whose content is the code's standard input (default: empty).
+    #[arg(long, value_name = "FILE")]
+    stdin: Option<PathBuf>,
+    /// The Python interpreter to run (default: the first real python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Python version the syntax is checked against (default: the interpreter's).
+    #[arg(long, value_name = "X.Y")]
+    python_version: Option<String>,
+    /// Container image (docker sandbox only).
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
+    /// Print exactly one JSON object with the result.
+    #[arg(long)]
+    json: bool,
+    /// Sample CPU and memory while the code runs.
+    #[arg(long)]
+    monitor: bool,
+    /// Sampling interval in milliseconds for --monitor [default: 100].
+    #[arg(long, value_name = "MS")]
+    monitor_interval: Option<String>,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    source: Source,
+    /// Python version to check against (default: that of the interpreter that would run it).
+    #[arg(long, value_name = "X.Y")]
+    python_version: Option<String>,
+    /// The interpreter whose version is the default target.
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
+}
+
+fn main() -> ExitCode {
+    supervisor::run_if_requested();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return ExitCode::from(if err.use_stderr() { EXIT_USAGE } else { 0 });
+        }
+    };
+    let outcome = match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check(args) => check(args),
+    };
+    match outcome {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            eprintln!("code-exec: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Flags validated into what the library needs.
+struct RunPlan {
+    code: Vec<u8>,
+    stdin: Option<Vec<u8>>,
+    backend: BackendKind,
+    limits: Limits,
+    python: Option<PathBuf>,
+    target: Option<PythonVersion>,
+    monitor: Option<Duration>,
+    json: bool,
+}
+
+fn plan_run(args: RunArgs) -> Result<RunPlan> {
+    let backend: BackendKind = args.sandbox.parse().map_err(|e: String| anyhow!("--sandbox: {e}"))?;
+    if args.image.is_some() && backend != BackendKind::Docker {
+        bail!("--image applies only to --sandbox docker");
+    }
+    if args.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        bail!("--image: the image name is empty");
+    }
+    let mut limits = Limits::default();
+    if let Some(v) = &args.memory {
+        limits.memory_mb = MemoryMb::parse(v).context("--memory")?;
+    }
+    if let Some(v) = &args.cpu {
+        limits.cpu = CpuFraction::parse(v).context("--cpu")?;
+    }
+    if let Some(v) = &args.timeout {
+        limits.timeout = Timeout::parse(v).context("--timeout")?;
+    }
+    if let Some(v) = &args.pids {
+        limits.pids = Pids::parse(v).context("--pids")?;
+    }
+    if let Some(v) = &args.max_output {
+        limits.max_output_bytes = OutputBytes::parse(v).context("--max-output")?;
+    }
+    if let Some(v) = &args.source.max_code_size {
+        limits.max_code_bytes = CodeBytes::parse(v).context("--max-code-size")?;
+    }
+    let monitor_interval = match &args.monitor_interval {
+        Some(v) => {
+            if !args.monitor {
+                bail!("--monitor-interval needs --monitor");
+            }
+            let ms: u64 = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|ms| (1..=60_000).contains(ms))
+                .ok_or_else(|| anyhow!("--monitor-interval: {v:?} is not a whole number of milliseconds from 1 to 60000"))?;
+            Duration::from_millis(ms)
+        }
+        None => code_execution_tool::tool::DEFAULT_MONITOR_INTERVAL,
+    };
+    let stdin = match &args.stdin {
+        Some(path) => Some(
+            std::fs::read(path).with_context(|| format!("--stdin {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let target = parse_target(args.python_version.as_deref())?;
+    let code = read_source(&args.source, limits.max_code_bytes.as_usize())?;
+    Ok(RunPlan {
+        code,
+        stdin,
+        backend,
+        limits,
+        python: args.python,
+        target,
+        monitor: args.monitor.then_some(monitor_interval),
+        json: args.json,
+    })
+}
+
+fn run(args: RunArgs) -> Result<u8> {
+    let plan = plan_run(args)?;
+    let mut builder = CodeExecutionTool::builder()
+        .backend(plan.backend)
+        .limits(plan.limits);
+    if let Some(python) = &plan.python {
+        builder = builder.python(python);
+    }
+    if let Some(target) = plan.target {
+        builder = builder.target_version(target);
+    }
+    if let Some(interval) = plan.monitor {
+        builder = builder.monitor_interval(interval);
+    }
+    let tool = match builder.build() {
+        Ok(tool) => tool,
+        // A bad --python or limit is the caller's mistake; anything else is the tool's.
+        Err(err @ (ToolError::Interpreter(_) | ToolError::Limit(_))) => return Err(err.into()),
+        Err(err) => {
+            let result = ExecutionResult::sandbox_error(plan.backend.as_str(), err.to_string());
+            return Ok(report(&result, plan.json));
+        }
+    };
+    let result = tool
+        .run(&plan.code, plan.stdin.as_deref(), plan.monitor)
+        .map_err(|e| anyhow!(e))?;
+    Ok(report(&result, plan.json))
+}
+
+/// Prints the result and returns the exit status.
+fn report(result: &ExecutionResult, json: bool) -> u8 {
+    if json {
+        let text = serde_json::to_string(result).unwrap_or_else(|e| {
+            format!(r#"{{"success":false,"error":"cannot encode the result: {e}","error_type":"SandboxError"}}"#)
+        });
+        print_stdout(format!("{text}\n").as_bytes());
+    } else {
+        print_stdout(result.output.as_bytes());
+        let mut err = std::io::stderr().lock();
+        let _ = err.write_all(result.stderr.as_bytes());
+        if let Some(samples) = &result.monitoring {
+            for s in samples {
+                let _ = writeln!(
+                    err,
+                    "code-exec: monitor t={:.0}ms cpu={:.1}% memory={:.1}MB pids={}",
+                    s.timestamp_ms, s.cpu_percent, s.memory_mb, s.pids
+                );
+            }
+        }
+        if !result.success {
+            let kind = result.error_type.as_ref().map_or("Error", |t| t.as_str());
+            let detail = result.error.as_deref().unwrap_or("");
+            let _ = writeln!(err, "code-exec: {kind}: {detail}");
+        }
+    }
+    if result.success {
+        0
+    } else if result.is_sandbox_error() {
+        EXIT_SANDBOX
+    } else {
+        EXIT_FAILED
+    }
+}
+
+/// Writes to stdout; a closed stdout (e.g. `| head`) is not an error worth reporting.
+fn print_stdout(bytes: &[u8]) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(bytes).and_then(|_| out.flush());
+}
+
+fn check(args: CheckArgs) -> Result<u8> {
+    let max = match &args.source.max_code_size {
+        Some(v) => CodeBytes::parse(v).context("--max-code-size")?,
+        None => Limits::default().max_code_bytes,
+    };
+    let target = match parse_target(args.python_version.as_deref())? {
+        Some(target) => target,
+        None => match &args.python {
+            Some(path) => Interpreter::at(path)?.version(),
+            // Checking needs no interpreter: without one, use the newest grammar.
+            None => Interpreter::discover()
+                .map(|i| i.version())
+                .unwrap_or(PythonVersion::NEWEST),
+        },
+    };
+    let code = read_source(&args.source, max.as_usize())?;
+    let check: SyntaxCheck = syntax::validate(&code, target).into();
+    if args.json {
+        print_stdout(format!("{}\n", serde_json::to_string(&check)?).as_bytes());
+    } else if let Some(error) = &check.error {
+        eprintln!("SyntaxError: {error}");
+    } else {
+        print_stdout(b"valid\n");
+    }
+    Ok(if check.valid { 0 } else { EXIT_FAILED })
+}
+
+fn parse_target(text: Option<&str>) -> Result<Option<PythonVersion>> {
+    text.map(|t| {
+        PythonVersion::parse(t)
+            .filter(|v| v.major == 3 && *v >= PythonVersion::OLDEST && *v <= PythonVersion::NEWEST)
+            .ok_or_else(|| {
+                anyhow!(
+                    "--python-version: {t:?} is not a supported version; allowed: {} to {}",
+                    PythonVersion::OLDEST,
+                    PythonVersion::NEWEST
+                )
+            })
+    })
+    .transpose()
+}
+
+/// Reads the code from `-c`, a file or stdin, refusing more than `max` bytes without reading
+/// an unbounded amount.
+fn read_source(source: &Source, max: usize) -> Result<Vec<u8>> {
+    let code = match (&source.code, &source.file) {
+        (Some(code), _) => code.clone().into_bytes(),
+        (None, Some(path)) if path == Path::new("-") => read_capped(std::io::stdin().lock(), max)
+            .context("reading code from standard input")?,
+        (None, Some(path)) => {
+            let file = std::fs::File::open(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            read_capped(file, max).with_context(|| format!("cannot read {}", path.display()))?
+        }
+        (None, None) => bail!("no code given: pass a FILE, `-` for standard input, or -c CODE"),
+    };
+    if code.len() > max {
+        bail!(
+            "the code is {} over the limit of {max} bytes (max_code_bytes; raise it with --max-code-size)",
+            if code.len() > max + 1 || source.code.is_some() {
+                format!("{} bytes,", code.len())
+            } else {
+                "larger than that,".to_owned()
+            }
+        );
+    }
+    Ok(code)
+}
+
+fn read_capped(reader: impl Read, max: usize) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    reader.take(max as u64 + 1).read_to_end(&mut buf)?;
+    Ok(buf)
+}

@@ -1,0 +1,74 @@
+# code-exec runner: executes the user's code as __main__ and reports how it ended.
+# argv: <report fd> <path of the code file>. The report channel is separate from the code's
+# stdout/stderr; it carries one record: phase NUL name NUL line NUL column NUL message.
+# The host never trusts it for limits (timeouts, memory kills and output caps are seen from
+# outside); it only names the exception class. Imports are kept off the success path.
+import sys
+
+
+def _code_exec_main():
+    fd = int(sys.argv[1])
+    path = sys.argv[2]
+    import os
+
+    os.set_inheritable(fd, False)
+
+    def report(phase, name, line=0, column=0, message=""):
+        try:
+            text = "%s\0%s\0%d\0%d\0%s" % (phase, name, line or 0, column or 0, message)
+            os.write(fd, text[:65536].encode("utf-8", "backslashreplace"))
+        except BaseException:
+            pass
+
+    def describe(exc):
+        try:
+            return str(exc)
+        except BaseException:
+            return "<exception str() failed>"
+
+    with open(path, "rb") as f:
+        source = f.read()
+    sys.argv = [path]
+
+    try:
+        code = compile(source, path, "exec", dont_inherit=True)
+    except BaseException as exc:
+        del source
+        line = getattr(exc, "lineno", 0) if isinstance(exc, SyntaxError) else 0
+        column = getattr(exc, "offset", 0) if isinstance(exc, SyntaxError) else 0
+        message = getattr(exc, "msg", None) if isinstance(exc, SyntaxError) else None
+        report("compile", type(exc).__name__, line, column, message or describe(exc))
+        sys.__excepthook__(type(exc), exc, None)
+        return 1
+    del source
+
+    main = type(sys)("__main__")
+    main.__file__ = path
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    try:
+        exec(code, main.__dict__)
+    except SystemExit as exc:
+        status = exc.code
+        if status is not None and not isinstance(status, int):
+            report("exit", "SystemExit", 0, 0, describe(status))
+        raise
+    except BaseException as exc:
+        # Report first, with small allocations: after a MemoryError little may be left.
+        report("run", type(exc).__name__, 0, 0, describe(exc))
+        tb = exc.__traceback__
+        if tb is not None:
+            # Hide the runner's own frame: the traceback starts in the user's code.
+            exc.__traceback__ = tb = tb.tb_next
+        sys.__excepthook__(type(exc), exc, tb)
+        return 1
+    return 0
+
+
+_code_exec_status = _code_exec_main()
+try:
+    sys.stdout.flush()
+except BaseException:
+    pass
+if _code_exec_status:
+    sys.exit(_code_exec_status)

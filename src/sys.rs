@@ -1,0 +1,267 @@
+//! The one place for raw process syscalls: fd plumbing for children, rlimits, the child
+//! subreaper, waiting, signalling and resource usage. Every `unsafe` block says why it is sound.
+//! Functions meant for `pre_exec` hooks only make async-signal-safe calls and never allocate.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+/// Returns a close-on-exec duplicate of `fd` numbered at least `min`, so that moving it to a
+/// low target number in a child can never clobber another source.
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC on a valid borrowed fd has no memory effects; the new fd is
+    // owned by nobody else, so wrapping it in an OwnedFd is correct.
+    let new = unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) };
+    if new < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `new` is a freshly created fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// What a child process does between fork and exec, prepared before the fork so that the
+/// hook itself neither allocates nor takes locks.
+#[derive(Debug, Clone, Default)]
+pub struct ChildSetup {
+    /// `(source, target)`: source fds (numbered above every target, see [`dup_at_least`]) to
+    /// place at `target` without close-on-exec.
+    pub fds: Vec<(RawFd, RawFd)>,
+    /// Close every fd from this number up, after the moves.
+    pub close_from: Option<u32>,
+    /// `(resource, value)`: soft and hard limit set to `value`, only ever lowered.
+    pub rlimits: Vec<(libc::__rlimit_resource_t, u64)>,
+    /// Put the child in a process group of its own.
+    pub new_process_group: bool,
+}
+
+impl ChildSetup {
+    /// Installs the setup as `cmd`'s pre-exec hook.
+    pub fn apply(self, cmd: &mut Command) {
+        let setup = self;
+        // SAFETY: the closure runs in the forked child before exec. It only calls dup2,
+        // close_range/close, getrlimit/setrlimit and setpgid, which are async-signal-safe, on
+        // data prepared before the fork; it does not allocate or lock.
+        unsafe {
+            cmd.pre_exec(move || setup.run_in_child());
+        }
+    }
+
+    fn run_in_child(&self) -> io::Result<()> {
+        for &(source, target) in &self.fds {
+            // SAFETY: dup2 on fds this process holds; no memory is touched.
+            if unsafe { libc::dup2(source, target) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        if let Some(first) = self.close_from {
+            close_from(first);
+        }
+        for &(resource, value) in &self.rlimits {
+            lower_rlimit(resource, value)?;
+        }
+        if self.new_process_group {
+            // SAFETY: setpgid(0, 0) only changes this process's group.
+            if unsafe { libc::setpgid(0, 0) } < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Closes every fd numbered `first` or above. Async-signal-safe.
+pub fn close_from(first: u32) {
+    // SAFETY: close_range takes no pointers; closing fds this process owns is what we want.
+    let done = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, 0u32) } == 0;
+    if !done {
+        // Kernels before 5.9: close one by one up to the soft limit.
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit writes into the rlimit we own.
+        let max = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } == 0 {
+            limit.rlim_cur.min(65_536) as i32
+        } else {
+            4096
+        };
+        for fd in first as i32..max {
+            // SAFETY: closing an fd number that may or may not be open has no memory effects.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+/// Sets a resource's soft and hard limit to `value`, never raising either (root here lacks
+/// CAP_SYS_RESOURCE, and the sandbox must only tighten). Async-signal-safe.
+pub fn lower_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Result<()> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    if unsafe { libc::getrlimit(resource, &mut current) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let hard = current.rlim_max.min(value);
+    let wanted = libc::rlimit {
+        rlim_cur: current.rlim_cur.min(hard),
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit reads the rlimit we own.
+    if unsafe { libc::setrlimit(resource, &wanted) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Makes this process the reaper of every orphaned descendant, so that processes which
+/// double-fork or call `setsid` stay visible (and killable) as our children.
+pub fn become_child_subreaper() -> io::Result<()> {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// How a reaped process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    Code(i32),
+    Signal(i32),
+}
+
+/// Waits for any child. `Ok(None)` when there are no children left at all.
+pub fn wait_any_child() -> io::Result<Option<(libc::pid_t, ExitStatus)>> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into our local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, 0) };
+        if pid < 0 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(None),
+                _ => return Err(err),
+            }
+        }
+        let how = if libc::WIFSIGNALED(status) {
+            ExitStatus::Signal(libc::WTERMSIG(status))
+        } else if libc::WIFEXITED(status) {
+            ExitStatus::Code(libc::WEXITSTATUS(status))
+        } else {
+            // Stopped or continued: not an end; keep waiting.
+            continue;
+        };
+        return Ok(Some((pid, how)));
+    }
+}
+
+/// Sends SIGKILL to one process. A process that is already gone is not an error.
+pub fn kill_process(pid: libc::pid_t) {
+    if pid > 0 {
+        // SAFETY: kill takes no pointers; a positive pid addresses exactly one process.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
+/// Sends SIGKILL to a process, with a check that the pid is positive (never a group or -1).
+pub fn kill_pid(pid: u32) {
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        kill_process(pid);
+    }
+}
+
+/// CPU time (user + system) and the largest peak resident set of all reaped descendants.
+pub fn children_usage() -> (std::time::Duration, u64) {
+    // SAFETY: an all-zero rusage is a valid value of this plain C struct.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: getrusage writes into the rusage we own.
+    unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
+    let tv = |t: libc::timeval| {
+        std::time::Duration::from_secs(t.tv_sec as u64) + std::time::Duration::from_micros(t.tv_usec as u64)
+    };
+    let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
+    let max_rss_kb = usage.ru_maxrss.max(0) as u64;
+    (cpu, max_rss_kb)
+}
+
+/// Clock ticks per second, the unit of CPU times in `/proc/<pid>/stat`.
+pub fn clock_ticks_per_second() -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as u64 } else { 100 }
+}
+
+/// The size of a memory page, the unit of `/proc/<pid>/statm`.
+pub fn page_size() -> u64 {
+    // SAFETY: sysconf takes an integer and touches no memory.
+    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    if size > 0 { size as u64 } else { 4096 }
+}
+
+/// Takes ownership of an fd this process inherited at a known number, after checking that it
+/// is open, and marks it close-on-exec so it reaches no further child.
+pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD/F_SETFD take no pointers.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: as above.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the fd is open (checked above) and this function is its single owner by
+    // contract: callers take each inherited number once.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Points `fd` at /dev/null, dropping this process's reference to what it was.
+pub fn point_at_dev_null(fd: RawFd) -> io::Result<()> {
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    // SAFETY: dup2 between two fds this process holds; no memory is touched.
+    if unsafe { libc::dup2(null.as_raw_fd(), fd) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// The state of this process's children after a non-blocking wait.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChildWait {
+    Reaped(libc::pid_t, ExitStatus),
+    StillRunning,
+    NoChildren,
+}
+
+/// Reaps one finished child if there is one, without blocking.
+pub fn try_wait_any_child() -> io::Result<ChildWait> {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into our local.
+        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
+        if pid < 0 {
+            let err = io::Error::last_os_error();
+            match err.raw_os_error() {
+                Some(libc::EINTR) => continue,
+                Some(libc::ECHILD) => return Ok(ChildWait::NoChildren),
+                _ => return Err(err),
+            }
+        }
+        if pid == 0 {
+            return Ok(ChildWait::StillRunning);
+        }
+        if libc::WIFSIGNALED(status) {
+            return Ok(ChildWait::Reaped(pid, ExitStatus::Signal(libc::WTERMSIG(status))));
+        }
+        if libc::WIFEXITED(status) {
+            return Ok(ChildWait::Reaped(pid, ExitStatus::Code(libc::WEXITSTATUS(status))));
+        }
+    }
+}

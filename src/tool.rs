@@ -1,0 +1,290 @@
+//! The public facade, in the names users of the original Python tool know: `CodeExecutionTool`
+//! (a backend with limits: `execute`, `execute_with_monitoring`, `update_limits`) and
+//! `CodeExecutor` (a plain executor: `validate_syntax`, `execute(code, timeout)`).
+//! Every execution passes here: size cap, then syntax validation, then the backend.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+
+use crate::backend::none::NoneBackend;
+use crate::backend::{Backend, BackendKind, ExecutionRequest};
+use crate::interpreter::{Interpreter, InterpreterError};
+use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
+use crate::result::ExecutionResult;
+use crate::supervisor::SupervisorBinary;
+use crate::syntax::{self, PythonVersion, SyntaxCheck, SyntaxProblem};
+
+/// Default interval between resource samples of a monitored execution.
+pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_millis(100);
+
+/// Why a tool could not be built.
+#[derive(Debug, Error)]
+pub enum ToolError {
+    #[error(transparent)]
+    Interpreter(#[from] InterpreterError),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("{0}")]
+    Supervisor(String),
+    #[error("the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)")]
+    BackendUnavailable(BackendKind),
+}
+
+/// A request refused before anything ran.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ExecuteError {
+    #[error("code is {size} bytes, over the limit of {max} bytes (max_code_bytes)")]
+    CodeTooLarge { size: usize, max: usize },
+}
+
+/// Builds a [`CodeExecutionTool`]; every setter's value is validated in [`ToolBuilder::build`].
+#[derive(Debug, Clone)]
+pub struct ToolBuilder {
+    backend: BackendKind,
+    limits: Limits,
+    memory_limit_mb: Option<u64>,
+    cpu_limit: Option<f64>,
+    timeout: Option<Duration>,
+    python: Option<PathBuf>,
+    target_version: Option<PythonVersion>,
+    supervisor: Option<PathBuf>,
+    monitor_interval: Duration,
+}
+
+impl ToolBuilder {
+    pub fn backend(mut self, backend: BackendKind) -> Self {
+        self.backend = backend;
+        self
+    }
+    /// All limits at once (already valid).
+    pub fn limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+    pub fn memory_limit_mb(mut self, mb: u64) -> Self {
+        self.memory_limit_mb = Some(mb);
+        self
+    }
+    pub fn cpu_limit(mut self, cpu: f64) -> Self {
+        self.cpu_limit = Some(cpu);
+        self
+    }
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+    /// The interpreter to run (default: the first real `python3` on `PATH`).
+    pub fn python(mut self, path: impl Into<PathBuf>) -> Self {
+        self.python = Some(path.into());
+        self
+    }
+    /// The Python version syntax is checked against (default: the interpreter's).
+    pub fn target_version(mut self, version: PythonVersion) -> Self {
+        self.target_version = Some(version);
+        self
+    }
+    /// The supervisor binary (default: [`SupervisorBinary::locate`]).
+    pub fn supervisor(mut self, path: impl Into<PathBuf>) -> Self {
+        self.supervisor = Some(path.into());
+        self
+    }
+    pub fn monitor_interval(mut self, interval: Duration) -> Self {
+        self.monitor_interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    pub fn build(self) -> Result<CodeExecutionTool, ToolError> {
+        let mut limits = self.limits;
+        if let Some(mb) = self.memory_limit_mb {
+            limits.memory_mb = MemoryMb::new(mb)?;
+        }
+        if let Some(cpu) = self.cpu_limit {
+            limits.cpu = CpuFraction::new(cpu)?;
+        }
+        if let Some(timeout) = self.timeout {
+            limits.timeout = Timeout::new(timeout)?;
+        }
+        let interpreter = match &self.python {
+            Some(path) => Interpreter::at(path)?,
+            None => Interpreter::discover()?,
+        };
+        let target = self.target_version.unwrap_or(interpreter.version());
+        let backend: Arc<dyn Backend> = match self.backend {
+            BackendKind::None => {
+                let supervisor = match self.supervisor {
+                    Some(path) => SupervisorBinary::at(path),
+                    None => SupervisorBinary::locate().map_err(ToolError::Supervisor)?,
+                };
+                Arc::new(NoneBackend::new(interpreter, supervisor))
+            }
+            other => return Err(ToolError::BackendUnavailable(other)),
+        };
+        Ok(CodeExecutionTool {
+            backend,
+            limits,
+            target,
+            monitor_interval: self.monitor_interval,
+        })
+    }
+}
+
+/// Runs Python code through one backend under limits, returning structured results.
+#[derive(Clone)]
+pub struct CodeExecutionTool {
+    backend: Arc<dyn Backend>,
+    limits: Limits,
+    target: PythonVersion,
+    monitor_interval: Duration,
+}
+
+impl std::fmt::Debug for CodeExecutionTool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodeExecutionTool")
+            .field("backend", &self.backend.kind())
+            .field("limits", &self.limits)
+            .field("target", &self.target)
+            .finish()
+    }
+}
+
+impl CodeExecutionTool {
+    /// A tool for `backend` with the default limits (128 MB, 0.5 CPU, 30 s).
+    pub fn new(backend: BackendKind) -> Result<CodeExecutionTool, ToolError> {
+        Self::builder().backend(backend).build()
+    }
+
+    pub fn builder() -> ToolBuilder {
+        ToolBuilder {
+            backend: BackendKind::None,
+            limits: Limits::default(),
+            memory_limit_mb: None,
+            cpu_limit: None,
+            timeout: None,
+            python: None,
+            target_version: None,
+            supervisor: None,
+            monitor_interval: DEFAULT_MONITOR_INTERVAL,
+        }
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.backend.kind()
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub fn target_version(&self) -> PythonVersion {
+        self.target
+    }
+
+    /// Validates and runs `code` with an empty stdin.
+    pub fn execute(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
+        self.run(code.as_bytes(), None, None)
+    }
+
+    /// Like [`execute`](Self::execute), also sampling CPU and memory over time into
+    /// `monitoring`.
+    pub fn execute_with_monitoring(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
+        self.run(code.as_bytes(), None, Some(self.monitor_interval))
+    }
+
+    /// The general form: code as bytes, optional stdin, optional monitoring interval.
+    pub fn run(
+        &self,
+        code: &[u8],
+        stdin: Option<&[u8]>,
+        monitor: Option<Duration>,
+    ) -> Result<ExecutionResult, ExecuteError> {
+        let max = self.limits.max_code_bytes.as_usize();
+        if code.len() > max {
+            return Err(ExecuteError::CodeTooLarge {
+                size: code.len(),
+                max,
+            });
+        }
+        if let Err(problem) = syntax::validate(code, self.target) {
+            return Ok(ExecutionResult::syntax_error(
+                self.backend.kind().as_str(),
+                &problem,
+            ));
+        }
+        Ok(self.backend.execute(&ExecutionRequest {
+            code,
+            stdin,
+            limits: self.limits,
+            monitor,
+        }))
+    }
+
+    /// Changes the memory and CPU limits of later executions. Both are validated first;
+    /// on error nothing changes.
+    pub fn update_limits(&mut self, memory_mb: u64, cpu: f64) -> Result<(), LimitError> {
+        let memory = MemoryMb::new(memory_mb)?;
+        let cpu = CpuFraction::new(cpu)?;
+        self.limits.memory_mb = memory;
+        self.limits.cpu = cpu;
+        Ok(())
+    }
+
+    /// Replaces all limits of later executions.
+    pub fn set_limits(&mut self, limits: Limits) {
+        self.limits = limits;
+    }
+
+    /// Parse-only syntax check against this tool's target version.
+    pub fn validate_syntax(&self, code: &str) -> Result<(), SyntaxProblem> {
+        syntax::validate(code.as_bytes(), self.target)
+    }
+}
+
+/// The plain executor of the original tool: syntax check and a subprocess run with a timeout
+/// (the `none` backend, trusted code only).
+#[derive(Debug, Clone)]
+pub struct CodeExecutor {
+    tool: CodeExecutionTool,
+}
+
+impl CodeExecutor {
+    pub fn new() -> Result<CodeExecutor, ToolError> {
+        Ok(CodeExecutor {
+            tool: CodeExecutionTool::new(BackendKind::None)?,
+        })
+    }
+
+    /// Wraps an existing tool (any backend).
+    pub fn with_tool(tool: CodeExecutionTool) -> CodeExecutor {
+        CodeExecutor { tool }
+    }
+
+    /// `{"valid", "error", "line", "column"}` for `code`.
+    pub fn validate_syntax(&self, code: &str) -> SyntaxCheck {
+        self.tool.validate_syntax(code).into()
+    }
+
+    /// Runs `code` with a wall-clock `timeout` (validated like every limit).
+    pub fn execute(
+        &self,
+        code: &str,
+        timeout: Duration,
+    ) -> Result<ExecutionResult, CodeExecutorError> {
+        let mut tool = self.tool.clone();
+        let mut limits = *tool.limits();
+        limits.timeout = Timeout::new(timeout)?;
+        tool.set_limits(limits);
+        Ok(tool.execute(code)?)
+    }
+}
+
+/// Errors of [`CodeExecutor::execute`]: a bad timeout or a refused request.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum CodeExecutorError {
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error(transparent)]
+    Execute(#[from] ExecuteError),
+}
