@@ -14,7 +14,9 @@ use crate::syntax::PythonVersion;
 
 #[derive(Debug, Error)]
 pub enum InterpreterError {
-    #[error("no Python interpreter found: looked for an executable python3 on PATH and in /usr/bin, /usr/local/bin (shims and scripts are skipped); pass --python PATH")]
+    #[error(
+        "no Python interpreter found: looked for an executable python3 on PATH and in /usr/bin, /usr/local/bin (shims and scripts are skipped); pass --python PATH"
+    )]
     NotFound,
     #[error("--python {path}: {reason}")]
     Unusable { path: PathBuf, reason: String },

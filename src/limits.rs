@@ -321,7 +321,10 @@ mod tests {
         }
         assert_eq!(Pids::parse("0").unwrap_err().field, "pids");
         assert_eq!(Pids::parse("65").unwrap().get(), 65);
-        assert_eq!(OutputBytes::parse("0").unwrap_err().field, "max_output_bytes");
+        assert_eq!(
+            OutputBytes::parse("0").unwrap_err().field,
+            "max_output_bytes"
+        );
         assert_eq!(CodeBytes::parse("-3").unwrap_err().field, "max_code_bytes");
     }
 

@@ -52,7 +52,7 @@ struct Source {
     #[arg(short = 'c', value_name = "CODE")]
     code: Option<String>,
     /// Largest accepted code, in bytes [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     max_code_size: Option<String>,
 }
 
@@ -64,19 +64,19 @@ struct RunArgs {
     #[arg(long, default_value = "none")]
     sandbox: String,
     /// Memory limit in MB [default: 128].
-    #[arg(long, value_name = "MB")]
+    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
     memory: Option<String>,
     /// CPU limit as a fraction of one core's time [default: 0.5].
-    #[arg(long, value_name = "F")]
+    #[arg(long, value_name = "F", allow_hyphen_values = true)]
     cpu: Option<String>,
     /// Wall-clock timeout in seconds [default: 30].
-    #[arg(long, value_name = "SECONDS")]
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     timeout: Option<String>,
     /// Maximum processes and threads [default: 64].
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pids: Option<String>,
     /// Bytes kept of each of stdout and stderr; more stops the run [default: 1048576].
-    #[arg(long, value_name = "BYTES")]
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     max_output: Option<String>,
     /// A file whose content is the code's standard input (default: empty).
     #[arg(long, value_name = "FILE")]
@@ -97,7 +97,7 @@ struct RunArgs {
     #[arg(long)]
     monitor: bool,
     /// Sampling interval in milliseconds for --monitor [default: 100].
-    #[arg(long, value_name = "MS")]
+    #[arg(long, value_name = "MS", allow_hyphen_values = true)]
     monitor_interval: Option<String>,
 }
 
@@ -151,7 +151,10 @@ struct RunPlan {
 }
 
 fn plan_run(args: RunArgs) -> Result<RunPlan> {
-    let backend: BackendKind = args.sandbox.parse().map_err(|e: String| anyhow!("--sandbox: {e}"))?;
+    let backend: BackendKind = args
+        .sandbox
+        .parse()
+        .map_err(|e: String| anyhow!("--sandbox: {e}"))?;
     if args.image.is_some() && backend != BackendKind::Docker {
         bail!("--image applies only to --sandbox docker");
     }
@@ -193,9 +196,9 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         None => code_execution_tool::tool::DEFAULT_MONITOR_INTERVAL,
     };
     let stdin = match &args.stdin {
-        Some(path) => Some(
-            std::fs::read(path).with_context(|| format!("--stdin {}", path.display()))?,
-        ),
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("--stdin {}", path.display()))?)
+        }
         None => None,
     };
     let target = parse_target(args.python_version.as_deref())?;
@@ -264,7 +267,11 @@ fn report(result: &ExecutionResult, json: bool) -> u8 {
         if !result.success {
             let kind = result.error_type.as_ref().map_or("Error", |t| t.as_str());
             let detail = result.error.as_deref().unwrap_or("");
-            let _ = writeln!(err, "code-exec: {kind}: {detail}");
+            if detail.starts_with(kind) {
+                let _ = writeln!(err, "code-exec: {detail}");
+            } else {
+                let _ = writeln!(err, "code-exec: {kind}: {detail}");
+            }
         }
     }
     if result.success {
@@ -329,8 +336,9 @@ fn parse_target(text: Option<&str>) -> Result<Option<PythonVersion>> {
 fn read_source(source: &Source, max: usize) -> Result<Vec<u8>> {
     let code = match (&source.code, &source.file) {
         (Some(code), _) => code.clone().into_bytes(),
-        (None, Some(path)) if path == Path::new("-") => read_capped(std::io::stdin().lock(), max)
-            .context("reading code from standard input")?,
+        (None, Some(path)) if path == Path::new("-") => {
+            read_capped(std::io::stdin().lock(), max).context("reading code from standard input")?
+        }
         (None, Some(path)) => {
             let file = std::fs::File::open(path)
                 .with_context(|| format!("cannot read {}", path.display()))?;

@@ -95,8 +95,8 @@ pub fn main(config_json: &str) -> i32 {
 fn supervise(config_json: &str, send: &(dyn Fn(&SupervisorEvent) + Sync)) -> Result<(), String> {
     let config: SupervisorConfig =
         serde_json::from_str(config_json).map_err(|e| format!("bad supervisor config: {e}"))?;
-    let control = sys::take_inherited_fd(CONTROL_FD)
-        .map_err(|e| format!("control channel missing: {e}"))?;
+    let control =
+        sys::take_inherited_fd(CONTROL_FD).map_err(|e| format!("control channel missing: {e}"))?;
     sys::become_child_subreaper().map_err(|e| format!("prctl(PR_SET_CHILD_SUBREAPER): {e}"))?;
 
     let mut rlimits = vec![(libc::RLIMIT_CORE, 0)];
@@ -236,7 +236,10 @@ fn children_of(pid: u32) -> Vec<u32> {
     let mut children = Vec::new();
     for task in tasks.flatten() {
         if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
-            children.extend(text.split_whitespace().filter_map(|p| p.parse::<u32>().ok()));
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
         }
     }
     children
@@ -248,7 +251,12 @@ fn process_usage(pid: u32, page_size: u64) -> Option<(u64, u64)> {
     // Fields after the command name, which may itself contain spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
-    let tick = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
     // utime, stime, cutime, cstime are fields 14–17 of stat, 12–15 after the name.
     let ticks = tick(11) + tick(12) + tick(13) + tick(14);
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
@@ -292,7 +300,11 @@ fn sample_loop(
             }
             None => {
                 let wall = now.duration_since(started).as_secs_f64();
-                if wall > 0.0 { cpu_seconds / wall * 100.0 } else { 0.0 }
+                if wall > 0.0 {
+                    cpu_seconds / wall * 100.0
+                } else {
+                    0.0
+                }
             }
         };
         previous = Some((now, cpu_seconds));

@@ -113,8 +113,19 @@ pub fn validate(source: &[u8], target: PythonVersion) -> Result<(), SyntaxProble
         }
     };
     let text = text.strip_prefix('\u{feff}').unwrap_or(text);
-    prescan_nesting(text)?;
-    parse_on_big_stack(text, target)
+    let unclosed = prescan_nesting(text)?;
+    parse_on_big_stack(text, target).map_err(|problem| {
+        // CPython blames the innermost bracket still open at the end of the file when the
+        // parser fails on a later line than that bracket; ruff blames the later token.
+        match unclosed.map(|(bracket, offset)| (bracket, position_in_text(text, offset))) {
+            Some((bracket, (line, column))) if problem.line > line => SyntaxProblem {
+                message: format!("'{}' was never closed", bracket as char),
+                line,
+                column,
+            },
+            _ => problem,
+        }
+    })
 }
 
 /// Parses and drops the tree on a thread whose stack grows with the input.
@@ -193,17 +204,24 @@ fn position_in_text(text: &str, offset: usize) -> (usize, usize) {
 fn position_in_bytes(source: &[u8], offset: usize) -> (usize, usize) {
     let before = &source[..offset.min(source.len())];
     let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
-    let line_start = before.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1);
-    let column = String::from_utf8_lossy(&before[line_start..]).chars().count() + 1;
+    let line_start = before
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .map_or(0, |i| i + 1);
+    let column = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count()
+        + 1;
     (line, column)
 }
 
 /// Mirrors the CPython tokenizer's hard limits, which ruff does not enforce: more than
 /// [`MAX_BRACKET_NESTING`] open brackets, or an indentation stack of [`MAX_INDENT_LEVELS`].
 /// Strings and comments are skipped so that brackets inside them do not count.
-fn prescan_nesting(text: &str) -> Result<(), SyntaxProblem> {
+/// Returns the innermost bracket left open at the end, with its byte offset.
+fn prescan_nesting(text: &str) -> Result<Option<(u8, usize)>, SyntaxProblem> {
     let bytes = text.as_bytes();
-    let mut depth = 0usize;
+    let mut open: Vec<(u8, usize)> = Vec::new();
     let mut indents: Vec<usize> = vec![0];
     let mut at_line_start = true;
     let mut continued = false;
@@ -214,7 +232,7 @@ fn prescan_nesting(text: &str) -> Result<(), SyntaxProblem> {
             let (width, next) = indentation_width(bytes, i);
             i = next;
             let blank = matches!(bytes.get(i), None | Some(b'\n' | b'\r' | b'#'));
-            if depth == 0 && !continued && !blank {
+            if open.is_empty() && !continued && !blank {
                 if width > *indents.last().unwrap_or(&0) {
                     indents.push(width);
                     if indents.len() > MAX_INDENT_LEVELS {
@@ -251,8 +269,8 @@ fn prescan_nesting(text: &str) -> Result<(), SyntaxProblem> {
             }
             b'\'' | b'"' => i = skip_string(bytes, i),
             b'(' | b'[' | b'{' => {
-                depth += 1;
-                if depth > MAX_BRACKET_NESTING {
+                open.push((bytes[i], i));
+                if open.len() > MAX_BRACKET_NESTING {
                     let (line, column) = position_in_text(text, i);
                     return Err(SyntaxProblem {
                         message: "too many nested parentheses".into(),
@@ -263,13 +281,13 @@ fn prescan_nesting(text: &str) -> Result<(), SyntaxProblem> {
                 i += 1;
             }
             b')' | b']' | b'}' => {
-                depth = depth.saturating_sub(1);
+                open.pop();
                 i += 1;
             }
             _ => i += 1,
         }
     }
-    Ok(())
+    Ok(open.last().copied())
 }
 
 /// Width of leading whitespace as CPython measures it (tabs to the next multiple of 8).
@@ -360,7 +378,10 @@ mod tests {
     #[test]
     fn accepts_valid_code() {
         assert_eq!(check("x = 1\nprint(x)\n"), Ok(()));
-        assert_eq!(check("class A:\n    def f(self):\n        return [i for i in range(3)]\n"), Ok(()));
+        assert_eq!(
+            check("class A:\n    def f(self):\n        return [i for i in range(3)]\n"),
+            Ok(())
+        );
         assert_eq!(check(""), Ok(()));
         assert_eq!(check("\u{feff}print('bom')\n"), Ok(()));
     }
@@ -394,6 +415,25 @@ mod tests {
     }
 
     #[test]
+    fn blames_the_unclosed_bracket_like_cpython() {
+        for (src, message, line, column) in [
+            ("x = (1 +\n", "'(' was never closed", 1, 5),
+            ("f([1,\n", "'[' was never closed", 1, 3),
+            ("f([1,]\n", "'(' was never closed", 1, 2),
+            ("x = [1, 2\ny = 3\n", "'[' was never closed", 1, 5),
+            ("a = 1\nb = {\n\n", "'{' was never closed", 2, 5),
+            ("foo(1, 2\nbar = 3\n", "'(' was never closed", 1, 4),
+        ] {
+            let err = check(src).unwrap_err();
+            assert_eq!(
+                (err.message.as_str(), err.line, err.column),
+                (message, line, column),
+                "{src:?}"
+            );
+        }
+    }
+
+    #[test]
     fn mirrors_cpython_bracket_limit() {
         let ok = format!("{}{}", "(".repeat(200), ")".repeat(200));
         assert_eq!(check(&ok), Ok(()));
@@ -402,14 +442,21 @@ mod tests {
         assert_eq!(err.message, "too many nested parentheses");
         assert_eq!((err.line, err.column), (1, 201));
         // Brackets inside strings and comments do not count.
-        let quoted = format!("s = '{}'\n# {}\nt = \"\"\"{}\"\"\"\n", "(".repeat(300), "[".repeat(300), "{".repeat(300));
+        let quoted = format!(
+            "s = '{}'\n# {}\nt = \"\"\"{}\"\"\"\n",
+            "(".repeat(300),
+            "[".repeat(300),
+            "{".repeat(300)
+        );
         assert_eq!(check(&quoted), Ok(()));
     }
 
     #[test]
     fn mirrors_cpython_indentation_limit() {
         let nest = |n: usize| -> String {
-            let mut s: String = (0..n).map(|i| format!("{}if 1:\n", " ".repeat(i))).collect();
+            let mut s: String = (0..n)
+                .map(|i| format!("{}if 1:\n", " ".repeat(i)))
+                .collect();
             s.push_str(&" ".repeat(n));
             s.push_str("pass\n");
             s

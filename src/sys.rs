@@ -181,7 +181,8 @@ pub fn children_usage() -> (std::time::Duration, u64) {
     // SAFETY: getrusage writes into the rusage we own.
     unsafe { libc::getrusage(libc::RUSAGE_CHILDREN, &mut usage) };
     let tv = |t: libc::timeval| {
-        std::time::Duration::from_secs(t.tv_sec as u64) + std::time::Duration::from_micros(t.tv_usec as u64)
+        std::time::Duration::from_secs(t.tv_sec as u64)
+            + std::time::Duration::from_micros(t.tv_usec as u64)
     };
     let cpu = tv(usage.ru_utime) + tv(usage.ru_stime);
     let max_rss_kb = usage.ru_maxrss.max(0) as u64;
@@ -258,10 +259,16 @@ pub fn try_wait_any_child() -> io::Result<ChildWait> {
             return Ok(ChildWait::StillRunning);
         }
         if libc::WIFSIGNALED(status) {
-            return Ok(ChildWait::Reaped(pid, ExitStatus::Signal(libc::WTERMSIG(status))));
+            return Ok(ChildWait::Reaped(
+                pid,
+                ExitStatus::Signal(libc::WTERMSIG(status)),
+            ));
         }
         if libc::WIFEXITED(status) {
-            return Ok(ChildWait::Reaped(pid, ExitStatus::Code(libc::WEXITSTATUS(status))));
+            return Ok(ChildWait::Reaped(
+                pid,
+                ExitStatus::Code(libc::WEXITSTATUS(status)),
+            ));
         }
     }
 }

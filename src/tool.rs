@@ -29,7 +29,9 @@ pub enum ToolError {
     Limit(#[from] LimitError),
     #[error("{0}")]
     Supervisor(String),
-    #[error("the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)")]
+    #[error(
+        "the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)"
+    )]
     BackendUnavailable(BackendKind),
 }
 

@@ -401,7 +401,12 @@ fn watch(
                 outcome.failure = Some(message);
             }
             Ok(Event::OutputCapReached(stream)) => {
-                stop(&mut outcome, StopReason::OutputLimit(stream), control, &mut kill_sent_at);
+                stop(
+                    &mut outcome,
+                    StopReason::OutputLimit(stream),
+                    control,
+                    &mut kill_sent_at,
+                );
             }
             Ok(Event::StreamClosed) => outcome.streams_closed += 1,
             Ok(Event::StatusClosed) | Err(RecvTimeoutError::Disconnected) => return outcome,
@@ -413,7 +418,12 @@ fn watch(
                     outcome.failure = Some("the supervisor did not stop the run in time".into());
                     return outcome;
                 }
-                stop(&mut outcome, StopReason::Timeout, control, &mut kill_sent_at);
+                stop(
+                    &mut outcome,
+                    StopReason::Timeout,
+                    control,
+                    &mut kill_sent_at,
+                );
             }
         }
     }
@@ -502,10 +512,16 @@ fn verdict(
         (None, Some(r)) if r.phase == "compile" => {
             result.line = (r.line > 0).then_some(r.line);
             result.column = (r.column > 0).then_some(r.column);
-            let message = if r.name == "SyntaxError" || r.name == "IndentationError" || r.name == "TabError" {
+            let message = if r.name == "SyntaxError"
+                || r.name == "IndentationError"
+                || r.name == "TabError"
+            {
                 format!("{} (line {}, column {})", r.message, r.line, r.column)
             } else {
-                format!("the interpreter could not compile the code: {}: {}", r.name, r.message)
+                format!(
+                    "the interpreter could not compile the code: {}: {}",
+                    r.name, r.message
+                )
             };
             (Some(ErrorType::SyntaxError), Some(message))
         }
@@ -513,7 +529,11 @@ fn verdict(
             Some(ErrorType::MemoryLimit),
             Some(format!(
                 "MemoryError{} (memory limit {} MB)",
-                if r.message.is_empty() { String::new() } else { format!(": {}", r.message) },
+                if r.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.message)
+                },
                 limits.memory_mb
             )),
         ),
@@ -536,7 +556,10 @@ fn verdict(
                     .filter(|r| r.phase == "exit")
                     .map(|r| format!(": {}", r.message))
                     .unwrap_or_default();
-                (Some(ErrorType::Exit), Some(format!("exited with status {code}{detail}")))
+                (
+                    Some(ErrorType::Exit),
+                    Some(format!("exited with status {code}{detail}")),
+                )
             }
             (None, None) => (
                 Some(ErrorType::SandboxError),

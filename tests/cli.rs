@@ -1,0 +1,655 @@
+//! The `code-exec` command line and its JSON contract, through the built binary (`none` backend).
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+#[test]
+fn success_prints_output_and_exits_zero() {
+    let (r, status) = run_code("print('hello')", &[]);
+    assert_eq!(status, 0);
+    assert_eq!(r["success"], true);
+    assert_eq!(r["output"], "hello\n");
+    assert_eq!(r["stderr"], "");
+    assert_eq!(r["error"], Value::Null);
+    assert_eq!(r["error_type"], Value::Null);
+    assert_eq!(r["exit_code"], 0);
+    assert_eq!(r["signal"], Value::Null);
+    assert_eq!(r["truncated"], false);
+    assert_eq!(r["backend"], "none");
+    assert!(r["duration_ms"].as_f64().unwrap() > 0.0);
+    assert!(r["cpu_time_ms"].as_f64().unwrap() > 0.0);
+    assert!(r["peak_memory_mb"].as_f64().unwrap() > 1.0);
+    assert!(r.get("monitoring").is_none());
+}
+
+#[test]
+fn without_json_output_passes_through() {
+    let run = code_exec(&[
+        "run",
+        "-c",
+        "import sys; print('out'); print('err', file=sys.stderr)",
+    ]);
+    assert_eq!(run.status, 0);
+    assert_eq!(run.stdout, "out\n");
+    assert_eq!(run.stderr, "err\n");
+    let run = code_exec(&["run", "-c", "1/0"]);
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("Traceback"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .trim_end()
+            .ends_with("code-exec: ZeroDivisionError: division by zero"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn syntax_error_runs_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let witness = dir.path().join("ran");
+    let code = format!(
+        "open({:?}, 'w').write('x')\nprint('ran')\nx = (1 +\n",
+        witness.to_str().unwrap()
+    );
+    let (r, status) = run_code(&code, &[]);
+    assert_eq!(status, 1);
+    assert_eq!(r["success"], false);
+    assert_eq!(r["error_type"], "SyntaxError");
+    assert_eq!(r["output"], "");
+    assert_eq!(r["exit_code"], Value::Null);
+    assert_eq!(r["line"], 3, "{r}");
+    assert!(r["column"].as_u64().unwrap() >= 1);
+    let error = r["error"].as_str().unwrap();
+    assert!(error.contains("(line 3, column"), "{error}");
+    assert!(!witness.exists(), "code ran despite a syntax error");
+}
+
+#[test]
+fn syntax_error_position_is_reported() {
+    let (r, _) = run_code("x = 1\nif x ==:\n    pass\n", &[]);
+    assert_eq!(r["error_type"], "SyntaxError");
+    assert_eq!(r["line"], 2);
+    assert_eq!(r["column"], 8);
+    assert!(
+        r["error"].as_str().unwrap().starts_with("invalid syntax"),
+        "{r}"
+    );
+}
+
+#[test]
+fn runtime_errors_carry_the_exception_class() {
+    let cases = [
+        (
+            "1/0",
+            "ZeroDivisionError",
+            "ZeroDivisionError: division by zero",
+        ),
+        ("{}['k']", "KeyError", "KeyError: 'k'"),
+        (
+            "int('x')",
+            "ValueError",
+            "ValueError: invalid literal for int() with base 10: 'x'",
+        ),
+        (
+            "import no_such_module_xyz",
+            "ModuleNotFoundError",
+            "ModuleNotFoundError: No module named 'no_such_module_xyz'",
+        ),
+        (
+            "class Boom(Exception): pass\nraise Boom('custom')",
+            "Boom",
+            "Boom: custom",
+        ),
+        (
+            "raise KeyboardInterrupt",
+            "KeyboardInterrupt",
+            "KeyboardInterrupt",
+        ),
+        (
+            "def f(): f()\nf()",
+            "RecursionError",
+            "RecursionError: maximum recursion depth exceeded",
+        ),
+        ("assert False", "AssertionError", "AssertionError"),
+    ];
+    for (code, class, error) in cases {
+        let (r, status) = run_code(code, &[]);
+        assert_eq!(status, 1, "{code}");
+        assert_eq!(r["success"], false);
+        assert_eq!(r["error_type"], class, "{code}: {r}");
+        assert_eq!(r["error"], error, "{code}");
+        assert_eq!(r["exit_code"], 1);
+        assert!(
+            r["stderr"].as_str().unwrap().contains("Traceback"),
+            "{code}"
+        );
+        assert!(
+            !r["stderr"].as_str().unwrap().contains("_code_exec_main"),
+            "runner frame leaked"
+        );
+    }
+}
+
+#[test]
+fn exit_status_is_reported_as_exit() {
+    let (r, status) = run_code("import sys\nprint('bye')\nsys.exit(3)", &[]);
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "Exit");
+    assert_eq!(r["exit_code"], 3);
+    assert_eq!(r["output"], "bye\n");
+    assert_eq!(r["error"], "exited with status 3");
+
+    let (r, _) = run_code("import sys; sys.exit('fatal: no input')", &[]);
+    assert_eq!(r["error_type"], "Exit");
+    assert_eq!(r["exit_code"], 1);
+    assert_eq!(r["error"], "exited with status 1: fatal: no input");
+    assert_eq!(r["stderr"], "fatal: no input\n");
+
+    let (r, status) = run_code("import sys; sys.exit(0)", &[]);
+    assert_eq!((status, r["success"].clone()), (0, Value::Bool(true)));
+    let (r, _) = run_code("import os; os._exit(7)", &[]);
+    assert_eq!(
+        (r["error_type"].clone(), r["exit_code"].clone()),
+        ("Exit".into(), 7.into())
+    );
+}
+
+#[test]
+fn crashes_report_the_signal() {
+    let (r, status) = run_code("import ctypes; ctypes.string_at(0)", &[]);
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "Crash");
+    assert_eq!(r["signal"], "SIGSEGV");
+    assert_eq!(r["exit_code"], Value::Null);
+    let (r, _) = run_code("import os; os.abort()", &[]);
+    assert_eq!(
+        (r["error_type"].clone(), r["signal"].clone()),
+        ("Crash".into(), "SIGABRT".into())
+    );
+}
+
+#[test]
+fn timeout_kills_everything_including_setsid_and_double_forked_children() {
+    let tag = marker("timeout");
+    let code = format!(
+        r#"
+import os, subprocess, sys, time
+# A child in a new session running a shell that backgrounds a sleeper.
+subprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag}_a sleep 300'])
+# A classic double-fork daemon.
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        os.execv('/bin/sleep', ['{tag}_b', '300'])
+    os._exit(0)
+# A grandchild that ignores SIGTERM and stops itself.
+subprocess.Popen([sys.executable, '-c', 'import signal, os, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); os.kill(os.getpid(), signal.SIGSTOP)', '{tag}_c'])
+time.sleep(0.3)
+print('spawned', flush=True)
+time.sleep(300)
+"#
+    );
+    let started = std::time::Instant::now();
+    let (r, status) = run_code(&code, &["--timeout", "1.5"]);
+    let elapsed = started.elapsed();
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "Timeout", "{r}");
+    assert_eq!(r["output"], "spawned\n");
+    assert!(r["error"].as_str().unwrap().contains("1.5 s"), "{r}");
+    assert!(elapsed.as_secs_f64() < 10.0, "took {elapsed:?}");
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn returns_promptly_when_a_leftover_child_holds_stdout() {
+    let tag = marker("holder");
+    let code = format!(
+        "import subprocess\nsubprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag} sleep 300'])\nprint('main done')\n"
+    );
+    let started = std::time::Instant::now();
+    let (r, status) = run_code(&code, &["--timeout", "60"]);
+    assert!(
+        started.elapsed().as_secs_f64() < 10.0,
+        "waited for the leftover child"
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["output"], "main done\n");
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn a_killed_caller_leaves_nothing_behind() {
+    let tag = marker("orphan");
+    let code = format!(
+        "import subprocess, time\nsubprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag} sleep 300'])\ntime.sleep(300)\n"
+    );
+    let mut child = std::process::Command::new(BIN)
+        .args(["run", "--json", "--timeout", "600", "-c", &code])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while processes_with(&tag).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sleeper never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_no_survivors(&tag);
+}
+
+#[test]
+fn output_cap_applies_to_each_stream_and_stops_the_run() {
+    let (r, status) = run_code(
+        "import sys, time\nfor i in range(10**7): print('line', i)\n",
+        &["--max-output", "1000"],
+    );
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "OutputLimit");
+    assert_eq!(r["truncated"], true);
+    assert_eq!(r["output"].as_str().unwrap().len(), 1000);
+    assert!(r["error"].as_str().unwrap().contains("stdout"), "{r}");
+
+    let (r, _) = run_code(
+        "import sys\nprint('ok')\nwhile True: sys.stderr.write('e' * 100)\n",
+        &["--max-output", "5000"],
+    );
+    assert_eq!(r["error_type"], "OutputLimit");
+    assert_eq!(r["truncated"], true);
+    assert_eq!(r["output"], "ok\n");
+    assert_eq!(r["stderr"].as_str().unwrap().len(), 5000);
+    assert!(r["error"].as_str().unwrap().contains("stderr"), "{r}");
+}
+
+#[test]
+fn flood_without_newlines_is_capped() {
+    let (r, status) = run_code(
+        "import os\nwhile True: os.write(1, b'x' * 65536)\n",
+        &["--max-output", "100000", "--timeout", "20"],
+    );
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "OutputLimit");
+    assert_eq!(r["output"].as_str().unwrap().len(), 100_000);
+    assert!(r["duration_ms"].as_f64().unwrap() < 15_000.0);
+}
+
+#[test]
+fn output_just_under_the_cap_is_not_truncated() {
+    let (r, status) = run_code(
+        "import sys; sys.stdout.write('x' * 1000)",
+        &["--max-output", "1000"],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["truncated"], false);
+    assert_eq!(r["output"].as_str().unwrap().len(), 1000);
+}
+
+#[test]
+fn non_utf8_output_is_returned_lossily() {
+    let (r, status) = run_code(
+        "import sys\nsys.stdout.buffer.write(b'ok \\xff\\xfe \\x00 end\\n')\nsys.stderr.buffer.write(b'\\xc3\\x28')\n",
+        &[],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["output"], "ok \u{fffd}\u{fffd} \u{0} end\n");
+    assert_eq!(r["stderr"], "\u{fffd}(");
+}
+
+#[test]
+fn nul_byte_in_code_is_a_syntax_error() {
+    let run = code_exec_with(
+        &["run", "--json", "-"],
+        Some(b"print('a')\nx = '\0'\n"),
+        &[],
+    );
+    let r = run.json();
+    assert_eq!(run.status, 1);
+    assert_eq!(r["error_type"], "SyntaxError");
+    assert_eq!(r["line"], 2);
+    assert!(r["error"].as_str().unwrap().contains("null bytes"));
+    assert_eq!(r["output"], "");
+}
+
+#[test]
+fn deeply_nested_code_does_not_crash_the_tool() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("neg", format!("x = {}1\n", "-".repeat(500_000))),
+        ("sum", format!("x = {}1\n", "1+".repeat(300_000))),
+        ("attr", format!("x = {}a\n", "a.".repeat(300_000))),
+        (
+            "brackets",
+            format!("x = {}1{}\n", "(".repeat(5000), ")".repeat(5000)),
+        ),
+    ];
+    for (name, code) in cases {
+        let path = dir.path().join(format!("{name}.py"));
+        std::fs::write(&path, &code).unwrap();
+        let run = code_exec(&["run", "--json", path.to_str().unwrap()]);
+        let r = run.json();
+        // CPython refuses all of these ("too many nested parentheses", or too deep to
+        // compile); what matters is a clean verdict instead of a dead tool.
+        assert_eq!(r["error_type"], "SyntaxError", "{name}: {r}");
+        assert_eq!(run.status, 1, "{name}");
+        let check = code_exec(&["check", "--json", path.to_str().unwrap()]);
+        let c = check.json();
+        assert!(c["valid"].is_boolean(), "{name}: {}", check.stdout);
+    }
+}
+
+#[test]
+fn invalid_limits_exit_2_naming_the_field() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["--memory", "0"], "memory_mb"),
+        (&["--memory", "-5"], "memory_mb"),
+        (&["--memory", "lots"], "memory_mb"),
+        (&["--cpu", "0"], "cpu"),
+        (&["--cpu", "NaN"], "cpu"),
+        (&["--cpu", "-0.5"], "cpu"),
+        (&["--cpu", "10000"], "cpu"),
+        (&["--timeout", "0"], "timeout"),
+        (&["--timeout", "nan"], "timeout"),
+        (&["--timeout", "-1"], "timeout"),
+        (&["--pids", "0"], "pids"),
+        (&["--pids", "2.5"], "pids"),
+        (&["--max-output", "0"], "max_output_bytes"),
+        (&["--max-code-size", "0"], "max_code_bytes"),
+        (&["--sandbox", "vm"], "sandbox"),
+        (&["--python-version", "2.7"], "python-version"),
+    ];
+    for (flags, field) in cases {
+        let mut args = vec!["run", "--json", "-c", "print(1)"];
+        args.extend_from_slice(flags);
+        let run = code_exec(&args);
+        assert_eq!(run.status, 2, "{flags:?}: {}", run.stderr);
+        assert!(run.stderr.contains(field), "{flags:?}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "nothing may run: {}", run.stdout);
+    }
+    let run = code_exec(&["run", "--memory", "0", "-c", "print(1)"]);
+    assert!(run.stderr.contains("allowed: 8 to"), "{}", run.stderr);
+}
+
+#[test]
+fn bad_invocations_exit_2() {
+    for args in [
+        vec!["run"],
+        vec!["run", "/nonexistent/code.py"],
+        vec!["run", "--stdin", "/nonexistent/input", "-c", "print(1)"],
+        vec!["run", "--python", "/nonexistent/python3", "-c", "print(1)"],
+        vec!["run", "--image", "x", "-c", "print(1)"],
+        vec!["run", "--bogus-flag", "-c", "print(1)"],
+        vec!["check"],
+    ] {
+        let run = code_exec(&args);
+        assert_eq!(run.status, 2, "{args:?}: {}", run.stderr);
+        assert!(!run.stderr.is_empty());
+    }
+}
+
+#[test]
+fn code_over_the_size_cap_exits_2() {
+    let big = format!("x = 1\n{}", "#".repeat(2000));
+    let run = code_exec(&["run", "--max-code-size", "1000", "-c", &big]);
+    assert_eq!(run.status, 2);
+    assert!(run.stderr.contains("max_code_bytes"), "{}", run.stderr);
+    let run = code_exec_with(
+        &["run", "--max-code-size", "1000", "-"],
+        Some(big.as_bytes()),
+        &[],
+    );
+    assert_eq!(run.status, 2);
+    assert!(
+        run.stderr.contains("over the limit of 1000 bytes"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn unavailable_backends_are_sandbox_errors() {
+    for sandbox in ["native", "docker"] {
+        let run = code_exec(&["run", "--json", "--sandbox", sandbox, "-c", "print(1)"]);
+        assert_eq!(run.status, 3, "{}", run.stderr);
+        let r = run.json();
+        assert_eq!(r["error_type"], "SandboxError");
+        assert_eq!(r["backend"], sandbox);
+        assert!(r["error"].as_str().unwrap().contains("not available"));
+    }
+}
+
+#[test]
+fn check_reports_validity() {
+    let run = code_exec(&["check", "--json", "-c", "def f(x):\n    return x * 2\n"]);
+    assert_eq!(run.status, 0);
+    assert_eq!(
+        run.json(),
+        serde_json::json!({"valid": true, "error": null, "line": null, "column": null})
+    );
+    let run = code_exec(&["check", "--json", "-c", "x = 1\ny = [1, 2\n"]);
+    assert_eq!(run.status, 1);
+    let c = run.json();
+    assert_eq!(c["valid"], false);
+    assert!(c["error"].is_string());
+    assert!(c["line"].is_u64() && c["column"].is_u64(), "{c}");
+    // The target version matters: `match` is 3.10+.
+    let code = "match x:\n    case 1:\n        pass\n";
+    assert_eq!(
+        code_exec(&["check", "-c", code, "--python-version", "3.10"]).status,
+        0
+    );
+    let old = code_exec(&["check", "--json", "-c", code, "--python-version", "3.9"]);
+    assert_eq!(old.status, 1);
+    assert!(old.json()["error"].as_str().unwrap().contains("3.9"));
+    // Plain mode says so in words.
+    let plain = code_exec(&["check", "-c", "print(1)"]);
+    assert_eq!((plain.status, plain.stdout.as_str()), (0, "valid\n"));
+}
+
+#[test]
+fn stdin_comes_from_a_file_or_is_empty() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, "3\n4\n").unwrap();
+    let (r, status) = run_code(
+        "import sys\nprint(sum(int(l) for l in sys.stdin))",
+        &["--stdin", input.to_str().unwrap()],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["output"], "7\n");
+    let (r, _) = run_code("import sys; print(repr(sys.stdin.read()))", &[]);
+    assert_eq!(r["output"], "''\n");
+    // input() on an empty stdin is an EOFError, not a hang.
+    let (r, _) = run_code("input()", &["--timeout", "10"]);
+    assert_eq!(r["error_type"], "EOFError");
+}
+
+#[test]
+fn code_from_a_file_and_from_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("prog.py");
+    std::fs::write(&file, "print('from file')\n").unwrap();
+    let run = code_exec(&["run", "--json", file.to_str().unwrap()]);
+    assert_eq!(run.json()["output"], "from file\n");
+    let run = code_exec_with(&["run", "--json", "-"], Some(b"print('from stdin')\n"), &[]);
+    assert_eq!(run.json()["output"], "from stdin\n");
+}
+
+#[test]
+fn several_executions_in_a_row_are_independent() {
+    for i in 0..5 {
+        let (r, status) = run_code(
+            &format!(
+                "import os\nassert not os.path.exists('state.txt')\nopen('state.txt','w').write('{i}')\nprint({i} * {i})"
+            ),
+            &[],
+        );
+        assert_eq!(status, 0, "{r}");
+        assert_eq!(r["output"], format!("{}\n", i * i));
+    }
+}
+
+#[test]
+fn complex_program_runs() {
+    let code = r#"
+import json, itertools, collections, dataclasses, functools, re, math, statistics
+from typing import List
+
+@dataclasses.dataclass
+class Point:
+    x: float
+    y: float
+    def norm(self) -> float:
+        return math.hypot(self.x, self.y)
+
+class Shape:
+    def __init__(self, points: List[Point]):
+        self.points = points
+    @functools.cached_property
+    def perimeter(self):
+        pairs = zip(self.points, self.points[1:] + self.points[:1])
+        return sum(math.dist((a.x, a.y), (b.x, b.y)) for a, b in pairs)
+
+square = Shape([Point(0, 0), Point(0, 1), Point(1, 1), Point(1, 0)])
+words = re.findall(r"\w+", "the quick brown fox jumps over the lazy dog the end")
+counts = collections.Counter(words)
+squares = {n: n * n for n in range(10) if n % 2}
+gen = list(itertools.islice((p for p in itertools.count(2) if all(p % d for d in range(2, p))), 10))
+def fib():
+    a, b = 0, 1
+    while True:
+        yield a
+        a, b = b, a + b
+print(json.dumps({
+    "perimeter": square.perimeter,
+    "top": counts.most_common(1),
+    "squares": squares,
+    "primes": gen,
+    "fib": list(itertools.islice(fib(), 10)),
+    "mean": statistics.mean([1, 2, 3, 4]),
+    "lambda": sorted([3, 1, 2], key=lambda v: -v),
+}, sort_keys=True))
+if __name__ == "__main__":
+    print("main")
+"#;
+    let (r, status) = run_code(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    let lines: Vec<&str> = r["output"].as_str().unwrap().lines().collect();
+    let data: Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(data["perimeter"], 4.0);
+    assert_eq!(data["top"], serde_json::json!([["the", 3]]));
+    assert_eq!(
+        data["primes"],
+        serde_json::json!([2, 3, 5, 7, 11, 13, 17, 19, 23, 29])
+    );
+    assert_eq!(
+        data["fib"],
+        serde_json::json!([0, 1, 1, 2, 3, 5, 8, 13, 21, 34])
+    );
+    assert_eq!(data["squares"]["3"], 9);
+    assert_eq!(data["mean"], 2.5);
+    assert_eq!(data["lambda"], serde_json::json!([3, 2, 1]));
+    assert_eq!(lines[1], "main");
+}
+
+#[test]
+fn memory_limit_is_reported() {
+    let (r, status) = run_code(
+        "x = bytearray(300 * 1024 * 1024)\nprint('allocated')",
+        &["--memory", "64"],
+    );
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    assert!(r["error"].as_str().unwrap().contains("64 MB"));
+    assert_eq!(r["output"], "");
+    // Below the limit the same program succeeds.
+    let (r, status) = run_code(
+        "x = bytearray(32 * 1024 * 1024)\nprint(len(x))",
+        &["--memory", "128"],
+    );
+    assert_eq!(status, 0, "{r}");
+}
+
+#[test]
+fn monitor_adds_samples() {
+    let (r, status) = run_code(
+        "import time\nend = time.time() + 0.6\nx = 0\nwhile time.time() < end: x += 1\n",
+        &["--monitor", "--monitor-interval", "50"],
+    );
+    assert_eq!(status, 0, "{r}");
+    let samples = r["monitoring"].as_array().expect("monitoring samples");
+    assert!(samples.len() >= 4, "{samples:?}");
+    for s in samples {
+        assert!(s["timestamp_ms"].as_f64().unwrap() >= 0.0);
+        assert!(s["memory_mb"].as_f64().unwrap() > 1.0, "{s}");
+        assert!(s["cpu_percent"].as_f64().unwrap() >= 0.0);
+    }
+    let busy = samples
+        .iter()
+        .filter(|s| s["cpu_percent"].as_f64().unwrap() > 20.0)
+        .count();
+    assert!(
+        busy >= 1,
+        "a spinning loop should show CPU use: {samples:?}"
+    );
+}
+
+#[test]
+fn environment_is_an_allowlist() {
+    let run = code_exec_with(
+        &[
+            "run",
+            "--json",
+            "-c",
+            "import os; print(sorted(os.environ))",
+        ],
+        None,
+        &[
+            ("CODE_EXEC_TEST_SECRET", "hunter2"),
+            ("AWS_SECRET_ACCESS_KEY", "hunter3"),
+        ],
+    );
+    let r = run.json();
+    assert_eq!(
+        r["output"],
+        "['HOME', 'LANG', 'LC_ALL', 'PATH', 'TMPDIR']\n"
+    );
+    assert!(!run.stdout.contains("hunter"));
+}
+
+#[test]
+fn only_standard_fds_reach_child_processes() {
+    let code = r#"
+import os, subprocess, sys
+mine = sorted(int(f) for f in os.listdir('/proc/self/fd'))
+child = subprocess.run([sys.executable, '-c', 'import os; print(sorted(int(f) for f in os.listdir("/proc/self/fd")))'],
+                       close_fds=False, capture_output=True, text=True).stdout.strip()
+print(mine)
+print(child)
+"#;
+    let (r, status) = run_code(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    let out = r["output"].as_str().unwrap();
+    let mut lines = out.lines();
+    // The interpreter: 0–2, the runner's close-on-exec report channel, and listdir's own fd.
+    assert_eq!(lines.next(), Some("[0, 1, 2, 3, 4]"), "{out}");
+    // A process it starts: only 0–2 (plus its listdir fd, 3).
+    assert_eq!(lines.next(), Some("[0, 1, 2, 3]"), "{out}");
+}
+
+#[test]
+fn run_directory_is_removed() {
+    let (r, status) = run_code(
+        "import os; print(os.path.dirname(__file__)); open('f', 'w').write('x')",
+        &[],
+    );
+    assert_eq!(status, 0, "{r}");
+    let dir = r["output"].as_str().unwrap().trim().to_owned();
+    assert!(dir.contains("code-exec-"), "{dir}");
+    assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
+}

@@ -1,0 +1,159 @@
+//! Shared harness for the integration tests: drive the built `code-exec` binary and inspect
+//! the host afterwards.
+#![allow(
+    dead_code,
+    reason = "each test binary uses a different part of the harness"
+)]
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_code-exec");
+
+/// The outcome of one `code-exec` invocation.
+pub struct Run {
+    pub status: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// The single JSON object `--json` promises, parsed.
+    pub fn json(&self) -> Value {
+        let trimmed = self.stdout.trim_end_matches('\n');
+        assert!(
+            !trimmed.contains('\n'),
+            "expected exactly one line of JSON, got: {}",
+            self.stdout
+        );
+        serde_json::from_str(trimmed).unwrap_or_else(|e| {
+            panic!("not JSON ({e}): {:?}\nstderr: {}", self.stdout, self.stderr)
+        })
+    }
+}
+
+pub fn code_exec(args: &[&str]) -> Run {
+    code_exec_with(args, None, &[])
+}
+
+/// Runs `code-exec ARGS` with optional stdin bytes and extra environment variables.
+pub fn code_exec_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .envs(env.iter().copied())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("start code-exec");
+    if let Some(bytes) = stdin {
+        use std::io::Write;
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(bytes).unwrap();
+    }
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = child.wait_with_output().unwrap();
+    Run {
+        status: status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&stderr).into_owned(),
+    }
+}
+
+/// `code-exec run --json -c CODE EXTRA...`, returning the parsed result and exit status.
+pub fn run_code(code: &str, extra: &[&str]) -> (Value, i32) {
+    let mut args = vec!["run", "--json", "-c", code];
+    args.extend_from_slice(extra);
+    let run = code_exec(&args);
+    (run.json(), run.status)
+}
+
+/// A fresh, unique marker to find processes and files of one test.
+pub fn marker(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("codeexec_{name}_{}_{nanos}", std::process::id())
+}
+
+/// Pids of live (non-zombie) processes whose command line contains `needle`.
+pub fn processes_with(needle: &str) -> Vec<u32> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() {
+            continue;
+        }
+        let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+            continue;
+        };
+        let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = state
+            .rfind(')')
+            .and_then(|i| state[i + 1..].split_whitespace().next())
+            == Some("Z");
+        if !zombie && String::from_utf8_lossy(&cmdline).contains(needle) {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// Asserts that no process mentioning `needle` is alive, allowing the kernel a moment to
+/// finish tearing down killed processes.
+pub fn assert_no_survivors(needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let alive = processes_with(needle);
+        if alive.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("processes survived the run: {alive:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Temp directories the tool creates for runs.
+pub fn run_dirs() -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("code-exec-"))
+        })
+        .collect()
+}
+
+/// The real interpreter the tool will use, for baseline comparisons.
+pub fn python() -> PathBuf {
+    code_execution_tool::Interpreter::discover()
+        .expect("python3")
+        .path()
+        .to_owned()
+}
