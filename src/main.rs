@@ -38,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Validate, then run Python code under limits.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check Python syntax without running anything.
     Check(CheckArgs),
 }
@@ -126,7 +126,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Check(args) => check(args),
     };
     match outcome {

@@ -98,8 +98,17 @@ pub fn validate(source: &[u8], target: PythonVersion) -> Result<(), SyntaxProble
             column,
         });
     }
+    check_declared_encoding(source)?;
+    let lossy;
     let text = match std::str::from_utf8(source) {
         Ok(text) => text,
+        // PEP 263: a coding declaration lets the file use another encoding. Only syntax is
+        // checked here, so non-UTF-8 bytes (which can only sit in strings and comments) are
+        // replaced rather than decoded; the interpreter decodes them for real.
+        Err(_) if declared_encoding(source).is_some_and(|e| !is_utf8_name(&e)) => {
+            lossy = String::from_utf8_lossy(source);
+            &lossy
+        }
         Err(err) => {
             let (line, column) = position_in_bytes(source, err.valid_up_to());
             let byte = source[err.valid_up_to()];
@@ -126,6 +135,217 @@ pub fn validate(source: &[u8], target: PythonVersion) -> Result<(), SyntaxProble
             _ => problem,
         }
     })
+}
+
+/// The encoding named by a PEP 263 declaration in the first two lines, lower-cased.
+fn declared_encoding(source: &[u8]) -> Option<String> {
+    for line in source.split(|&b| b == b'\n').take(2) {
+        let text = String::from_utf8_lossy(line);
+        let trimmed = text.trim_start_matches(['\u{feff}', ' ', '\t', '\x0c']);
+        if !trimmed.starts_with('#') {
+            // Only a comment line may declare; a first line of code ends the search.
+            if trimmed.trim().is_empty() {
+                continue;
+            }
+            return None;
+        }
+        if let Some(at) = trimmed.find("coding") {
+            let rest = &trimmed[at + "coding".len()..];
+            if let Some(rest) = rest.strip_prefix([':', '=']) {
+                let name: String = rest
+                    .trim_start_matches([' ', '\t'])
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    .collect();
+                if !name.is_empty() {
+                    return Some(name.to_ascii_lowercase());
+                }
+            }
+        }
+    }
+    None
+}
+
+/// Refuses what CPython's tokenizer refuses about a coding declaration: an encoding it does not
+/// know, and anything but UTF-8 after a UTF-8 byte-order mark.
+fn check_declared_encoding(source: &[u8]) -> Result<(), SyntaxProblem> {
+    let Some(name) = declared_encoding(source) else {
+        return Ok(());
+    };
+    let line = source
+        .split(|&b| b == b'\n')
+        .position(|l| String::from_utf8_lossy(l).contains("coding"))
+        .map_or(1, |i| i + 1);
+    let problem = |message: String| SyntaxProblem {
+        message,
+        line,
+        column: 1,
+    };
+    let normal = name.replace('_', "-");
+    if source.starts_with(b"\xef\xbb\xbf") && !(normal == "utf-8" || normal.starts_with("utf-8-")) {
+        return Err(problem(format!("encoding problem: {name} with BOM")));
+    }
+    if !is_known_encoding(&normal) {
+        return Err(problem(format!("unknown encoding: {name}")));
+    }
+    Ok(())
+}
+
+/// Python's standard codecs that can decode source text, by name and common alias,
+/// lower-cased with `_` written as `-`.
+fn is_known_encoding(normal: &str) -> bool {
+    const KNOWN: &[&str] = &[
+        "ascii",
+        "us-ascii",
+        "646",
+        "utf-8",
+        "utf8",
+        "u8",
+        "utf",
+        "cp65001",
+        "utf-8-sig",
+        "latin-1",
+        "latin1",
+        "latin",
+        "l1",
+        "iso-8859-1",
+        "iso8859-1",
+        "8859",
+        "cp819",
+        "iso-8859-2",
+        "iso-8859-3",
+        "iso-8859-4",
+        "iso-8859-5",
+        "iso-8859-6",
+        "iso-8859-7",
+        "iso-8859-8",
+        "iso-8859-9",
+        "iso-8859-10",
+        "iso-8859-11",
+        "iso-8859-13",
+        "iso-8859-14",
+        "iso-8859-15",
+        "iso-8859-16",
+        "iso8859-2",
+        "iso8859-15",
+        "latin2",
+        "latin9",
+        "l2",
+        "cp037",
+        "cp273",
+        "cp424",
+        "cp437",
+        "cp500",
+        "cp720",
+        "cp737",
+        "cp775",
+        "cp850",
+        "cp852",
+        "cp855",
+        "cp856",
+        "cp857",
+        "cp858",
+        "cp860",
+        "cp861",
+        "cp862",
+        "cp863",
+        "cp864",
+        "cp865",
+        "cp866",
+        "cp869",
+        "cp874",
+        "cp875",
+        "cp932",
+        "cp949",
+        "cp950",
+        "cp1006",
+        "cp1026",
+        "cp1125",
+        "cp1140",
+        "cp1250",
+        "cp1251",
+        "cp1252",
+        "cp1253",
+        "cp1254",
+        "cp1255",
+        "cp1256",
+        "cp1257",
+        "cp1258",
+        "windows-1250",
+        "windows-1251",
+        "windows-1252",
+        "windows-1253",
+        "windows-1254",
+        "windows-1255",
+        "windows-1256",
+        "windows-1257",
+        "windows-1258",
+        "koi8-r",
+        "koi8-t",
+        "koi8-u",
+        "kz1048",
+        "mac-cyrillic",
+        "mac-greek",
+        "mac-iceland",
+        "mac-latin2",
+        "mac-roman",
+        "mac-turkish",
+        "macroman",
+        "ptcp154",
+        "big5",
+        "big5hkscs",
+        "gb2312",
+        "gbk",
+        "gb18030",
+        "hz",
+        "euc-jp",
+        "euc-jis-2004",
+        "euc-jisx0213",
+        "euc-kr",
+        "iso-2022-jp",
+        "iso-2022-jp-1",
+        "iso-2022-jp-2",
+        "iso-2022-jp-2004",
+        "iso-2022-jp-3",
+        "iso-2022-jp-ext",
+        "iso-2022-kr",
+        "johab",
+        "shift-jis",
+        "sjis",
+        "shift-jis-2004",
+        "shift-jisx0213",
+        "cp1361",
+        "ms932",
+        "ms936",
+        "ms949",
+        "ms950",
+        "tis-620",
+        "tis620",
+        "hp-roman8",
+        "roman8",
+        "utf-16",
+        "utf-16-be",
+        "utf-16-le",
+        "utf-32",
+        "utf-32-be",
+        "utf-32-le",
+        "utf-7",
+        "raw-unicode-escape",
+        "unicode-escape",
+        "palmos",
+        "mbcs",
+        "dbcs",
+        "oem",
+        "ansi",
+    ];
+    KNOWN.contains(&normal) || normal.starts_with("utf-8-") || normal.starts_with("iso8859-")
+}
+
+fn is_utf8_name(name: &str) -> bool {
+    matches!(
+        name.replace('_', "-").as_str(),
+        "utf-8" | "utf8" | "utf-8-sig"
+    ) || name.starts_with("utf-8-")
 }
 
 /// Parses and drops the tree on a thread whose stack grows with the input.
@@ -403,6 +623,32 @@ mod tests {
         let err = validate(b"x = 1\nz = \xff\n", PY311).unwrap_err();
         assert_eq!((err.line, err.column), (2, 5));
         assert!(err.message.contains("utf-8"));
+    }
+
+    #[test]
+    fn honours_coding_declarations() {
+        let latin1 = b"# -*- coding: latin-1 -*-\ns = '\xe9t\xe9'\n";
+        assert_eq!(validate(latin1, PY311), Ok(()));
+        let latin1_bad = b"# coding=iso-8859-1\ns = '\xe9\nx = (\n";
+        assert!(validate(latin1_bad, PY311).is_err());
+        let claims_utf8 = b"# coding: utf-8\ns = '\xe9'\n";
+        assert!(validate(claims_utf8, PY311).is_err());
+        assert_eq!(
+            declared_encoding(b"#!/usr/bin/python\n# vim: set fileencoding=cp1252 :\n"),
+            Some("cp1252".into())
+        );
+        assert_eq!(declared_encoding(b"x = 1\n# coding: latin-1\n"), None);
+        let typo = validate(b"# -*- coding: uft-8 -*-\nx = 1\n", PY311).unwrap_err();
+        assert_eq!(
+            (typo.message.as_str(), typo.line),
+            ("unknown encoding: uft-8", 1)
+        );
+        let bom = validate(b"\xef\xbb\xbf#coding: utf8\nx = 1\n", PY311).unwrap_err();
+        assert_eq!(bom.message, "encoding problem: utf8 with BOM");
+        assert_eq!(
+            validate(b"\xef\xbb\xbf# coding: utf-8\nx = 1\n", PY311),
+            Ok(())
+        );
     }
 
     #[test]

@@ -311,10 +311,10 @@ fn capture_stream(
 fn read_status(pipe: PipeReader, tx: Sender<Event>) {
     for line in BufReader::new(pipe).lines() {
         let Ok(line) = line else { break };
-        if let Ok(event) = serde_json::from_str::<SupervisorEvent>(&line) {
-            if tx.send(Event::Supervisor(event)).is_err() {
-                return;
-            }
+        if let Ok(event) = serde_json::from_str::<SupervisorEvent>(&line)
+            && tx.send(Event::Supervisor(event)).is_err()
+        {
+            return;
         }
     }
     let _ = tx.send(Event::StatusClosed);

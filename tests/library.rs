@@ -1,0 +1,200 @@
+//! The Rust facade (`CodeExecutionTool`, `CodeExecutor`) as a library user drives it.
+
+mod common;
+
+use std::time::Duration;
+
+use code_execution_tool::{
+    BackendKind, CodeExecutionTool, CodeExecutor, CodeExecutorError, ErrorType, ExecuteError,
+    ToolError,
+};
+
+fn tool() -> CodeExecutionTool {
+    CodeExecutionTool::builder()
+        .backend(BackendKind::None)
+        .supervisor(common::BIN)
+        .build()
+        .expect("build a none-backend tool")
+}
+
+#[test]
+fn defaults_are_the_documented_ones() {
+    let tool = tool();
+    let limits = tool.limits();
+    assert_eq!(limits.memory_mb.get(), 128);
+    assert_eq!(limits.cpu.get(), 0.5);
+    assert_eq!(limits.timeout.get(), Duration::from_secs(30));
+    assert_eq!(tool.backend(), BackendKind::None);
+    assert_eq!(tool.target_version().major, 3);
+}
+
+#[test]
+fn execute_returns_structured_results() {
+    let tool = tool();
+    let ok = tool.execute("print(sum(range(10)))").unwrap();
+    assert!(ok.success);
+    assert_eq!(ok.output, "45\n");
+    let bad = tool.execute("x = [1, 2, 3]\nx[10]").unwrap();
+    assert!(!bad.success);
+    assert_eq!(
+        bad.error_type,
+        Some(ErrorType::Exception("IndexError".into()))
+    );
+    assert_eq!(
+        bad.error.as_deref(),
+        Some("IndexError: list index out of range")
+    );
+    let syntax = tool.execute("def broken(:\n  pass").unwrap();
+    assert_eq!(syntax.error_type, Some(ErrorType::SyntaxError));
+    assert_eq!(syntax.line, Some(1));
+}
+
+#[test]
+fn several_executions_reuse_one_tool() {
+    let tool = tool();
+    for i in 0..8 {
+        let r = tool.execute(&format!("print({i} ** 2)")).unwrap();
+        assert!(r.success, "{r:?}");
+        assert_eq!(r.output, format!("{}\n", i * i));
+    }
+}
+
+#[test]
+fn execute_with_monitoring_collects_samples() {
+    let tool = CodeExecutionTool::builder()
+        .supervisor(common::BIN)
+        .monitor_interval(Duration::from_millis(40))
+        .build()
+        .unwrap();
+    let r = tool
+        .execute_with_monitoring("import time\nx = bytearray(30 * 1024 * 1024)\ntime.sleep(0.5)")
+        .unwrap();
+    assert!(r.success, "{r:?}");
+    let samples = r.monitoring.expect("samples");
+    assert!(samples.len() >= 5, "{samples:?}");
+    assert!(
+        samples
+            .windows(2)
+            .all(|w| w[0].timestamp_ms < w[1].timestamp_ms)
+    );
+    let peak = samples.iter().map(|s| s.memory_mb).fold(0.0, f64::max);
+    assert!(peak > 30.0, "a 30 MB buffer should show: {samples:?}");
+    assert!(r.peak_memory_mb > 30.0, "{}", r.peak_memory_mb);
+    // Without monitoring there are no samples.
+    assert!(tool.execute("print(1)").unwrap().monitoring.is_none());
+}
+
+#[test]
+fn update_limits_validates_then_applies() {
+    let mut tool = tool();
+    tool.update_limits(64, 0.25).unwrap();
+    assert_eq!(tool.limits().memory_mb.get(), 64);
+    assert_eq!(tool.limits().cpu.get(), 0.25);
+    let r = tool.execute("x = bytearray(200 * 1024 * 1024)").unwrap();
+    assert_eq!(r.error_type, Some(ErrorType::MemoryLimit), "{r:?}");
+    tool.update_limits(512, 0.5).unwrap();
+    let r = tool
+        .execute("x = bytearray(200 * 1024 * 1024); print('ok')")
+        .unwrap();
+    assert!(
+        r.success,
+        "the raised limit applies to the next execution: {r:?}"
+    );
+
+    // A bad value changes nothing, not even the valid half.
+    let err = tool.update_limits(0, 0.1).unwrap_err();
+    assert_eq!(err.field, "memory_mb");
+    let err = tool.update_limits(256, f64::NAN).unwrap_err();
+    assert_eq!(err.field, "cpu");
+    assert_eq!(tool.limits().memory_mb.get(), 512);
+    assert_eq!(tool.limits().cpu.get(), 0.5);
+}
+
+#[test]
+fn builder_refuses_invalid_limits() {
+    let err = CodeExecutionTool::builder()
+        .supervisor(common::BIN)
+        .memory_limit_mb(0)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolError::Limit(ref e) if e.field == "memory_mb"),
+        "{err}"
+    );
+    let err = CodeExecutionTool::builder()
+        .supervisor(common::BIN)
+        .timeout(Duration::ZERO)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolError::Limit(ref e) if e.field == "timeout"),
+        "{err}"
+    );
+    let err = CodeExecutionTool::builder()
+        .supervisor(common::BIN)
+        .cpu_limit(-1.0)
+        .build()
+        .unwrap_err();
+    assert!(
+        matches!(err, ToolError::Limit(ref e) if e.field == "cpu"),
+        "{err}"
+    );
+}
+
+#[test]
+fn oversized_code_is_refused_before_anything_runs() {
+    let tool = tool();
+    let code = "#".repeat(2 * 1024 * 1024);
+    let err = tool.execute(&code).unwrap_err();
+    assert_eq!(
+        err,
+        ExecuteError::CodeTooLarge {
+            size: 2 * 1024 * 1024,
+            max: 1024 * 1024
+        }
+    );
+}
+
+#[test]
+fn unavailable_backends_say_so() {
+    for kind in [BackendKind::Native, BackendKind::Docker] {
+        let err = CodeExecutionTool::new(kind).unwrap_err();
+        assert!(matches!(err, ToolError::BackendUnavailable(k) if k == kind));
+        assert!(err.to_string().contains("not available"), "{err}");
+    }
+}
+
+#[test]
+fn code_executor_validates_and_runs() {
+    // CodeExecutor::new finds the supervisor on its own (beside the test binary).
+    let executor = CodeExecutor::new().expect("the supervisor is found next to the test binary");
+    let check = executor.validate_syntax("for i in range(3):\n    print(i)\n");
+    assert!(check.valid);
+    assert_eq!(check.error, None);
+    let check = executor.validate_syntax("for i in range(3)\n    print(i)\n");
+    assert!(!check.valid);
+    assert_eq!(check.line, Some(1));
+    assert!(check.error.unwrap().contains("line 1"));
+
+    let r = executor
+        .execute("print('fast')", Duration::from_secs(5))
+        .unwrap();
+    assert_eq!(r.output, "fast\n");
+    let r = executor
+        .execute("import time; time.sleep(30)", Duration::from_millis(500))
+        .unwrap();
+    assert_eq!(r.error_type, Some(ErrorType::Timeout));
+    assert!(r.duration_ms < 10_000.0, "{}", r.duration_ms);
+    let err = executor.execute("print(1)", Duration::ZERO).unwrap_err();
+    assert!(matches!(err, CodeExecutorError::Limit(ref e) if e.field == "timeout"));
+}
+
+#[test]
+fn results_serialize_to_the_cli_contract() {
+    let r = tool().execute("print('json')").unwrap();
+    let value = serde_json::to_value(&r).unwrap();
+    assert_eq!(value["success"], true);
+    assert_eq!(value["output"], "json\n");
+    assert_eq!(value["error_type"], serde_json::Value::Null);
+    assert_eq!(value["backend"], "none");
+}
