@@ -229,7 +229,7 @@ fn run(
         }
     }
     drop(control_w);
-    reap_supervisor(&mut child);
+    reap_supervisor(&mut child, outcome.exit.is_some());
 
     let report = report.lock().map(|r| parse_report(&r)).unwrap_or(None);
     let take = |c: &Arc<Mutex<Capture>>| {
@@ -429,7 +429,13 @@ fn watch(
     }
 }
 
-fn reap_supervisor(child: &mut Child) {
+/// Collects the supervisor's exit status. After its exit report it is already on its way out
+/// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
+fn reap_supervisor(child: &mut Child, reported_exit: bool) {
+    if reported_exit {
+        let _ = child.wait();
+        return;
+    }
     let deadline = Instant::now() + KILL_GRACE;
     loop {
         match child.try_wait() {
