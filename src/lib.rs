@@ -12,9 +12,11 @@
 //! ```
 
 pub mod backend;
+pub mod cgroup;
 pub mod interpreter;
 pub mod limits;
 pub mod result;
+pub mod sandbox;
 pub mod supervisor;
 pub mod syntax;
 mod sys;

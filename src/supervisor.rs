@@ -60,28 +60,40 @@ pub enum SupervisorEvent {
         signal: Option<i32>,
         cpu_time_ms: f64,
         peak_memory_bytes: u64,
+        /// The memory limit killed something (cgroup OOM events).
+        #[serde(default)]
+        memory_limit_hit: bool,
     },
     Failed {
         message: String,
     },
 }
 
+/// The status channel (fd 4): JSON lines to the caller, from any thread.
+#[derive(Clone)]
+pub(crate) struct StatusChannel(Arc<Mutex<File>>);
+
+impl StatusChannel {
+    /// Takes over the inherited status fd; `None` when it is missing (nobody can hear us).
+    pub(crate) fn take() -> Option<StatusChannel> {
+        let fd = sys::take_inherited_fd(STATUS_FD).ok()?;
+        Some(StatusChannel(Arc::new(Mutex::new(File::from(fd)))))
+    }
+
+    pub(crate) fn send(&self, event: &SupervisorEvent) {
+        if let (Ok(mut line), Ok(mut out)) = (serde_json::to_vec(event), self.0.lock()) {
+            line.push(b'\n');
+            let _ = out.write_all(&line);
+        }
+    }
+}
+
 /// Entry point of `code-exec __supervise CONFIG`. Returns the supervisor's own exit status.
 pub fn main(config_json: &str) -> i32 {
-    let status = match sys::take_inherited_fd(STATUS_FD) {
-        Ok(fd) => Arc::new(Mutex::new(File::from(fd))),
-        // Without a status channel nobody can hear us.
-        Err(_) => return 101,
+    let Some(status) = StatusChannel::take() else {
+        return 101;
     };
-    let send = {
-        let status = Arc::clone(&status);
-        move |event: &SupervisorEvent| {
-            if let (Ok(mut line), Ok(mut out)) = (serde_json::to_vec(event), status.lock()) {
-                line.push(b'\n');
-                let _ = out.write_all(&line);
-            }
-        }
-    };
+    let send = |event: &SupervisorEvent| status.send(event);
     match supervise(config_json, &send) {
         Ok(()) => 0,
         Err(message) => {
@@ -156,6 +168,7 @@ fn supervise(config_json: &str, send: &(dyn Fn(&SupervisorEvent) + Sync)) -> Res
             signal,
             cpu_time_ms: cpu.as_secs_f64() * 1000.0,
             peak_memory_bytes: sampled.max(max_rss_kb * 1024),
+            memory_limit_hit: false,
         });
         // The control watcher may still block on its read; leave without joining it.
         std::process::exit(0)
@@ -217,9 +230,14 @@ fn kill_all_descendants() -> usize {
 
 /// Every process below this one, found through `/proc/<pid>/task/<tid>/children`.
 fn descendants() -> Vec<u32> {
+    descendants_of(std::process::id())
+}
+
+/// Every process below `root`.
+fn descendants_of(root: u32) -> Vec<u32> {
     let mut found = Vec::new();
     let mut seen = HashSet::new();
-    let mut frontier = children_of(std::process::id());
+    let mut frontier = children_of(root);
     while let Some(pid) = frontier.pop() {
         if seen.insert(pid) {
             found.push(pid);
@@ -262,6 +280,28 @@ fn process_usage(pid: u32, page_size: u64) -> Option<(u64, u64)> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some((ticks, resident_pages * page_size))
+}
+
+/// CPU time (ns, including reaped children's), resident bytes and process count of `root`
+/// and every process below it.
+pub(crate) fn tree_usage(root: u32) -> (u64, u64, u32) {
+    let ticks_per_second = sys::clock_ticks_per_second();
+    let page_size = sys::page_size();
+    let mut pids = descendants_of(root);
+    pids.push(root);
+    let (mut ticks, mut memory, mut alive) = (0u64, 0u64, 0u32);
+    for &pid in &pids {
+        if let Some((t, m)) = process_usage(pid, page_size) {
+            ticks += t;
+            memory += m;
+            alive += 1;
+        }
+    }
+    (
+        ticks * 1_000_000_000 / ticks_per_second.max(1),
+        memory,
+        alive,
+    )
 }
 
 fn sample_loop(
@@ -389,8 +429,11 @@ fn is_executable(path: &std::path::Path) -> bool {
 /// `main`. When the process was started as a supervisor it runs as one and exits.
 pub fn run_if_requested() {
     let mut args = std::env::args();
-    if args.nth(1).as_deref() == Some(SUPERVISE_ARG) {
-        let config = args.next().unwrap_or_default();
-        std::process::exit(main(&config));
+    let mode = args.nth(1);
+    let config = args.next().unwrap_or_default();
+    match mode.as_deref() {
+        Some(SUPERVISE_ARG) => std::process::exit(main(&config)),
+        Some(crate::sandbox::SANDBOX_ARG) => std::process::exit(crate::sandbox::main(&config)),
+        _ => {}
     }
 }

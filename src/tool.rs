@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+use crate::backend::native::NativeBackend;
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, ExecutionRequest};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -29,6 +30,8 @@ pub enum ToolError {
     Limit(#[from] LimitError),
     #[error("{0}")]
     Supervisor(String),
+    #[error("the native sandbox cannot run here: {0}")]
+    Sandbox(String),
     #[error(
         "the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)"
     )]
@@ -114,14 +117,15 @@ impl ToolBuilder {
             None => Interpreter::discover()?,
         };
         let target = self.target_version.unwrap_or(interpreter.version());
+        let supervisor = || match &self.supervisor {
+            Some(path) => Ok(SupervisorBinary::at(path)),
+            None => SupervisorBinary::locate().map_err(ToolError::Supervisor),
+        };
         let backend: Arc<dyn Backend> = match self.backend {
-            BackendKind::None => {
-                let supervisor = match self.supervisor {
-                    Some(path) => SupervisorBinary::at(path),
-                    None => SupervisorBinary::locate().map_err(ToolError::Supervisor)?,
-                };
-                Arc::new(NoneBackend::new(interpreter, supervisor))
-            }
+            BackendKind::None => Arc::new(NoneBackend::new(interpreter, supervisor()?)),
+            BackendKind::Native => Arc::new(
+                NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
+            ),
             other => return Err(ToolError::BackendUnavailable(other)),
         };
         Ok(CodeExecutionTool {

@@ -2,7 +2,9 @@
 //! and the request it receives. A request's code has already passed syntax validation and its
 //! limits are valid by construction; a backend only runs and reports.
 
+pub mod native;
 pub mod none;
+mod supervised;
 
 use std::fmt;
 use std::str::FromStr;

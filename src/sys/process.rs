@@ -1,4 +1,4 @@
-//! The one place for raw process syscalls: fd plumbing for children, rlimits, the child
+//! Raw process syscalls: fd plumbing for children, rlimits, the child
 //! subreaper, waiting, signalling and resource usage. Every `unsafe` block says why it is sound.
 //! Functions meant for `pre_exec` hooks only make async-signal-safe calls and never allocate.
 
@@ -91,6 +91,25 @@ pub fn close_from(first: u32) {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// Closes every fd except those in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut next = 0u32;
+    for fd in keep {
+        if fd > next {
+            // SAFETY: close_range takes no pointers; closing fds this process owns.
+            unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32) };
+        }
+        next = fd + 1;
+    }
+    close_from(next);
 }
 
 /// Sets a resource's soft and hard limit to `value`, never raising either (root here lacks
@@ -271,4 +290,16 @@ pub fn try_wait_any_child() -> io::Result<ChildWait> {
             ));
         }
     }
+}
+
+/// This process's effective uid.
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid takes no arguments and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// This process's effective gid.
+pub fn effective_gid() -> u32 {
+    // SAFETY: getegid takes no arguments and cannot fail.
+    unsafe { libc::getegid() }
 }

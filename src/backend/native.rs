@@ -1,0 +1,334 @@
+//! The `native` backend: our own Linux sandbox (see `crate::sandbox`). This side prepares
+//! each run — what of the host the interpreter needs to see, the host uid the sandbox maps to,
+//! the run's cgroup with its limits — starts the sandbox helper, and cleans up after it.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::supervised::{RUNNER, RunError, run_helper};
+use super::{Backend, BackendKind, ExecutionRequest};
+use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
+use crate::interpreter::Interpreter;
+use crate::result::ExecutionResult;
+use crate::sandbox::{CODE_PATH, Exposure, SANDBOX_ARG, SandboxConfig, WORK_DIR};
+use crate::supervisor::{REPORT_FD, SupervisorBinary};
+
+/// Host paths a Python interpreter commonly needs besides its own directories: the shared
+/// libraries and the dynamic linker's cache. `/usr/bin` is exposed so that code can start the
+/// usual tools (`sh`, `ls`), read-only like everything else.
+const SYSTEM_PATHS: &[&str] = &[
+    "/usr/bin",
+    "/usr/lib",
+    "/usr/lib64",
+    "/usr/lib32",
+    "/usr/libx32",
+    "/usr/local/bin",
+    "/usr/local/lib",
+    "/bin",
+    "/lib",
+    "/lib64",
+    "/lib32",
+    "/libx32",
+    "/etc/ld.so.cache",
+    "/etc/localtime",
+    "/usr/share/zoneinfo",
+];
+
+/// Asks the interpreter where its standard library and site-packages are.
+const LAYOUT_PROBE: &str = r#"
+import json, site, sys, sysconfig
+paths = set(sysconfig.get_paths().values())
+paths.update(site.getsitepackages())
+paths.update([sys.prefix, sys.exec_prefix, sys.base_prefix])
+print(json.dumps(sorted(p for p in paths if p)))
+"#;
+
+/// The first uid of the range sandboxes map to when the tool runs as root: far above any
+/// account, so that nothing on the host is owned by a sandbox's uid.
+const HOST_UID_BASE: u32 = 2_000_000_000;
+const HOST_UID_RANGE: u32 = 100_000_000;
+
+#[derive(Debug)]
+pub struct NativeBackend {
+    interpreter: Interpreter,
+    helper: SupervisorBinary,
+    exposed: Vec<Exposure>,
+    cgroups: Option<CgroupDriver>,
+    /// Why there is no cgroup driver, when there is none.
+    cgroup_problem: Option<String>,
+    runs: AtomicU64,
+}
+
+impl NativeBackend {
+    pub fn new(
+        interpreter: Interpreter,
+        helper: SupervisorBinary,
+    ) -> Result<NativeBackend, String> {
+        if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {
+            return Err("the native sandbox needs Linux on x86_64".into());
+        }
+        let exposed = exposures_for(&interpreter)?;
+        let (cgroups, cgroup_problem) = match CgroupDriver::detect() {
+            Ok(driver) => {
+                driver.reap_stale();
+                (Some(driver), None)
+            }
+            Err(err) => (None, Some(err.to_string())),
+        };
+        Ok(NativeBackend {
+            interpreter,
+            helper,
+            exposed,
+            cgroups,
+            cgroup_problem,
+            runs: AtomicU64::new(0),
+        })
+    }
+
+    /// The cgroup driver in use, or why there is none.
+    pub fn cgroups(&self) -> Result<&CgroupDriver, &str> {
+        self.cgroups
+            .as_ref()
+            .ok_or(self.cgroup_problem.as_deref().unwrap_or("unknown"))
+    }
+
+    fn run(&self, request: &ExecutionRequest<'_>) -> Result<ExecutionResult, RunError> {
+        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        let workspace = tempfile::Builder::new()
+            .prefix("code-exec-")
+            .tempdir()
+            .map_err(RunError::Workspace)?;
+        let code_file = workspace.path().join("main.py");
+        let root_dir = workspace.path().join("root");
+        std::fs::write(&code_file, request.code).map_err(RunError::Workspace)?;
+        std::fs::create_dir(&root_dir).map_err(RunError::Workspace)?;
+        let stdin = match request.stdin {
+            Some(bytes) => {
+                let path = workspace.path().join("stdin");
+                std::fs::write(&path, bytes).map_err(RunError::Workspace)?;
+                File::open(&path).map_err(RunError::Workspace)?
+            }
+            None => File::open("/dev/null").map_err(RunError::Workspace)?,
+        };
+
+        let limits = &request.limits;
+        let cgroup = match &self.cgroups {
+            Some(driver) => Some(
+                driver
+                    .create(
+                        &format!("code-exec-{}-{n}", std::process::id()),
+                        &CgroupLimits {
+                            memory_bytes: limits.memory_mb.bytes(),
+                            cpu: limits.cpu.get(),
+                            pids: limits.pids.get(),
+                        },
+                    )
+                    .map_err(|e| RunError::Supervisor(e.to_string()))?,
+            ),
+            None => None,
+        };
+        let _cleanup = CgroupGuard(cgroup.clone());
+        let (outside_uid, outside_gid) = host_ids(n);
+        let root = outside_uid != crate::sys::effective_uid();
+        let config = SandboxConfig {
+            program: self.interpreter.path().to_owned(),
+            args: vec![
+                "-I".into(),
+                "-u".into(),
+                "-c".into(),
+                RUNNER.into(),
+                REPORT_FD.to_string(),
+                CODE_PATH.into(),
+            ],
+            env: vec![
+                ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+                ("LANG".into(), "C.UTF-8".into()),
+                ("LC_ALL".into(), "C.UTF-8".into()),
+                ("HOME".into(), WORK_DIR.into()),
+                ("TMPDIR".into(), "/tmp".into()),
+            ],
+            code_file,
+            root_dir,
+            exposed: self.exposed.clone(),
+            outside_uid,
+            outside_gid,
+            rlimit_data_bytes: cgroup.is_none().then(|| limits.memory_mb.bytes()),
+            // RLIMIT_NPROC counts per host uid: a fallback only when the uid is the sandbox's own.
+            rlimit_nproc: (cgroup.is_none() && root).then(|| u64::from(limits.pids.get())),
+            cgroup,
+            tmp_bytes: limits.memory_mb.bytes(),
+            work_bytes: limits.memory_mb.bytes(),
+            sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
+        };
+        let config_json = serde_json::to_string(&config)
+            .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
+        run_helper(
+            self.helper.path(),
+            &[SANDBOX_ARG, &config_json],
+            stdin,
+            request,
+            BackendKind::Native,
+        )
+    }
+}
+
+/// Removes the run's cgroup however the run ends.
+struct CgroupGuard(Option<RunCgroup>);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        if let Some(cgroup) = &self.0 {
+            cgroup.remove();
+        }
+    }
+}
+
+impl Backend for NativeBackend {
+    fn kind(&self) -> BackendKind {
+        BackendKind::Native
+    }
+
+    fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
+        self.run(request).unwrap_or_else(|err| {
+            ExecutionResult::sandbox_error(BackendKind::Native.as_str(), err.to_string())
+        })
+    }
+}
+
+/// The host uid and gid the sandbox's user maps to: a fresh one from a high range when we run
+/// as root (so no host file and no other sandbox shares it), else our own (the only one an
+/// unprivileged user may map).
+fn host_ids(run: u64) -> (u32, u32) {
+    let euid = crate::sys::effective_uid();
+    if euid != 0 {
+        return (euid, crate::sys::effective_gid());
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = (u64::from(std::process::id()) << 20) ^ run ^ nanos;
+    let id = HOST_UID_BASE + (mix(seed) % u64::from(HOST_UID_RANGE)) as u32;
+    (id, id)
+}
+
+/// A small integer hash (splitmix64's finaliser) to spread uids over the range.
+fn mix(mut x: u64) -> u64 {
+    x = (x ^ (x >> 30)).wrapping_mul(0xbf58476d1ce4e5b9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94d049bb133111eb);
+    x ^ (x >> 31)
+}
+
+/// What of the host the sandbox shows: system library paths and the interpreter's own
+/// directories, each once (paths inside an exposed directory are covered by it).
+fn exposures_for(interpreter: &Interpreter) -> Result<Vec<Exposure>, String> {
+    let output = Command::new(interpreter.path())
+        .args(["-I", "-c", LAYOUT_PROBE])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| {
+            format!(
+                "cannot ask {} for its layout: {e}",
+                interpreter.path().display()
+            )
+        })?;
+    let python_dirs: Vec<PathBuf> = serde_json::from_slice(&output.stdout).map_err(|e| {
+        format!(
+            "{} did not describe its layout: {e}",
+            interpreter.path().display()
+        )
+    })?;
+    let mut candidates: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
+    candidates.extend(python_dirs);
+    candidates.push(interpreter.path().to_owned());
+    Ok(plan_exposures(candidates))
+}
+
+/// Classifies existing candidates and drops those already covered by an exposed directory.
+fn plan_exposures(candidates: Vec<PathBuf>) -> Vec<Exposure> {
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let mut others: Vec<Exposure> = Vec::new();
+    for path in candidates {
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.file_type().is_symlink() {
+            if let Ok(target) = std::fs::read_link(&path) {
+                others.push(Exposure::Symlink { path, target });
+            }
+        } else if meta.is_dir() {
+            dirs.push(path);
+        } else if meta.is_file() {
+            others.push(Exposure::File(path));
+        }
+    }
+    dirs.sort();
+    dirs.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for dir in dirs {
+        if !kept.iter().any(|k| dir.starts_with(k)) {
+            kept.push(dir);
+        }
+    }
+    let covered = |p: &Path| kept.iter().any(|k| p.starts_with(k) && p != k);
+    let mut exposures: Vec<Exposure> = kept.iter().cloned().map(Exposure::Dir).collect();
+    for other in others {
+        let path = match &other {
+            Exposure::File(p) | Exposure::Symlink { path: p, .. } | Exposure::Dir(p) => p,
+        };
+        if !covered(path) && !exposures.contains(&other) {
+            exposures.push(other);
+        }
+    }
+    exposures
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposures_are_minimal_and_deduplicated() {
+        let tmp = tempfile::tempdir().unwrap();
+        let t = tmp.path();
+        std::fs::create_dir_all(t.join("usr/lib/python3.11")).unwrap();
+        std::fs::create_dir_all(t.join("usr/bin")).unwrap();
+        std::fs::write(t.join("usr/bin/python3.11"), "").unwrap();
+        std::fs::write(t.join("ld.so.cache"), "").unwrap();
+        std::os::unix::fs::symlink("usr/lib", t.join("lib")).unwrap();
+        let plan = plan_exposures(vec![
+            t.join("usr/lib"),
+            t.join("usr/lib/python3.11"),
+            t.join("usr/bin/python3.11"),
+            t.join("usr/bin"),
+            t.join("lib"),
+            t.join("ld.so.cache"),
+            t.join("missing"),
+        ]);
+        assert_eq!(
+            plan,
+            vec![
+                Exposure::Dir(t.join("usr/bin")),
+                Exposure::Dir(t.join("usr/lib")),
+                Exposure::Symlink {
+                    path: t.join("lib"),
+                    target: "usr/lib".into()
+                },
+                Exposure::File(t.join("ld.so.cache")),
+            ]
+        );
+    }
+
+    #[test]
+    fn host_ids_are_spread_over_a_high_range_for_root() {
+        if crate::sys::effective_uid() != 0 {
+            assert_eq!(host_ids(1).0, crate::sys::effective_uid());
+            return;
+        }
+        let a = host_ids(1).0;
+        assert!((HOST_UID_BASE..HOST_UID_BASE + HOST_UID_RANGE).contains(&a));
+    }
+}

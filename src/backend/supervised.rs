@@ -1,0 +1,509 @@
+//! Running one execution through a helper process of ours (the `none` supervisor or the native
+//! sandbox helper), both speaking the same protocol: fds 0–2 the code's streams, 3 the runner's
+//! report, 4 the helper's status (JSON lines), 5 control. This module owns what the host
+//! enforces and decides: the wall-clock timeout, the output caps (both streams drained
+//! concurrently), the kill request, and the verdict.
+
+use std::fs::File;
+use std::io::{BufRead, BufReader, PipeReader, Read, Write};
+use std::os::fd::AsFd;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use thiserror::Error;
+
+use super::{BackendKind, ExecutionRequest};
+use crate::result::{ErrorType, ExecutionResult, Sample, signal_name};
+use crate::supervisor::{CONTROL_FD, REPORT_FD, STATUS_FD, SupervisorEvent};
+use crate::sys::{self, ChildSetup};
+
+/// The runner script that executes the code inside the interpreter.
+pub const RUNNER: &str = include_str!("../runner.py");
+
+/// How long the supervisor gets to kill everything and report after being told to.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+/// How long the output streams get to reach EOF once the run has ended.
+const DRAIN_GRACE: Duration = Duration::from_secs(2);
+/// The runner's report is one short record; anything longer is cut.
+const REPORT_CAP: usize = 64 * 1024;
+
+/// The tool's own failures while running code (never the code's faults).
+#[derive(Debug, Error)]
+pub enum RunError {
+    #[error("cannot prepare the run directory: {0}")]
+    Workspace(#[source] std::io::Error),
+    #[error("cannot create a pipe: {0}")]
+    Pipe(#[source] std::io::Error),
+    #[error("cannot start the supervisor {path}: {source}")]
+    Spawn {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the supervisor failed: {0}")]
+    Supervisor(String),
+    #[error("the supervisor ended without reporting how the run ended")]
+    NoStatus,
+}
+
+/// What the host saw happen, in the order it decides the verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Timeout,
+    OutputLimit(Stream),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stream {
+    Stdout,
+    Stderr,
+}
+
+enum Event {
+    Supervisor(SupervisorEvent),
+    StatusClosed,
+    OutputCapReached(Stream),
+    StreamClosed,
+}
+
+/// Bytes kept from one output stream, up to the cap.
+#[derive(Default)]
+struct Capture {
+    bytes: Vec<u8>,
+    truncated: bool,
+}
+
+/// Runs one helper process (`program ARGS…`) with the standard fd layout, enforces the
+/// timeout and output caps from outside, and turns what it reports into a result.
+pub(crate) fn run_helper(
+    program: &Path,
+    args: &[&str],
+    stdin: File,
+    request: &ExecutionRequest<'_>,
+    backend: BackendKind,
+) -> Result<ExecutionResult, RunError> {
+    let (stdout_r, stdout_w) = std::io::pipe().map_err(RunError::Pipe)?;
+    let (stderr_r, stderr_w) = std::io::pipe().map_err(RunError::Pipe)?;
+    let (report_r, report_w) = std::io::pipe().map_err(RunError::Pipe)?;
+    let (status_r, status_w) = std::io::pipe().map_err(RunError::Pipe)?;
+    let (control_r, mut control_w) = std::io::pipe().map_err(RunError::Pipe)?;
+
+    let mut child = {
+        // Sources sit above every target number, so moving them cannot clobber each other.
+        let report_hi = sys::dup_at_least(report_w.as_fd(), 10).map_err(RunError::Pipe)?;
+        let status_hi = sys::dup_at_least(status_w.as_fd(), 10).map_err(RunError::Pipe)?;
+        let control_hi = sys::dup_at_least(control_r.as_fd(), 10).map_err(RunError::Pipe)?;
+        use std::os::fd::AsRawFd;
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .env_clear()
+            .stdin(Stdio::from(stdin))
+            .stdout(Stdio::from(stdout_w))
+            .stderr(Stdio::from(stderr_w));
+        ChildSetup {
+            fds: vec![
+                (report_hi.as_raw_fd(), REPORT_FD),
+                (status_hi.as_raw_fd(), STATUS_FD),
+                (control_hi.as_raw_fd(), CONTROL_FD),
+            ],
+            close_from: Some((CONTROL_FD + 1) as u32),
+            rlimits: Vec::new(),
+            new_process_group: true,
+        }
+        .apply(&mut cmd);
+        let spawned = cmd.spawn().map_err(|source| RunError::Spawn {
+            path: program.display().to_string(),
+            source,
+        })?;
+        // `cmd`, the write ends and the high duplicates drop here: the child holds the only
+        // copies, so every stream reaches EOF when the run's last process is gone.
+        drop((report_w, status_w, control_r));
+        spawned
+    };
+
+    let (tx, rx) = mpsc::channel();
+    let cap = request.limits.max_output_bytes.as_usize();
+    let stdout = capture_stream(stdout_r, cap, Stream::Stdout, tx.clone());
+    let stderr = capture_stream(stderr_r, cap, Stream::Stderr, tx.clone());
+    let report = Arc::new(Mutex::new(Vec::new()));
+    {
+        let (report, tx) = (Arc::clone(&report), tx.clone());
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = report_r.take(REPORT_CAP as u64).read_to_end(&mut bytes);
+            if let Ok(mut r) = report.lock() {
+                *r = bytes;
+            }
+            let _ = tx.send(Event::StreamClosed);
+        });
+    }
+    {
+        let tx = tx.clone();
+        std::thread::spawn(move || read_status(status_r, tx));
+    }
+    drop(tx);
+
+    let timeout = request.limits.timeout.get();
+    let outcome = watch(&rx, &mut control_w, timeout, &mut child);
+    // Streams close once every process of the run is gone: wait briefly for all three.
+    let drain_deadline = Instant::now() + DRAIN_GRACE;
+    let mut open_streams = 3 - outcome.streams_closed;
+    while open_streams > 0 {
+        let left = drain_deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(Event::StreamClosed) => open_streams -= 1,
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    drop(control_w);
+    reap_supervisor(&mut child, outcome.exit.is_some());
+
+    let report = report.lock().map(|r| parse_report(&r)).unwrap_or(None);
+    let take = |c: &Arc<Mutex<Capture>>| {
+        c.lock()
+            .map(|c| (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated))
+            .unwrap_or_default()
+    };
+    let (output, out_truncated) = take(&stdout);
+    let (stderr_text, err_truncated) = take(&stderr);
+
+    let exit = match outcome.exit {
+        Some(exit) => exit,
+        None => {
+            return Err(match outcome.failure {
+                Some(message) => RunError::Supervisor(message),
+                None => RunError::NoStatus,
+            });
+        }
+    };
+    let mut result = verdict(backend, &exit, outcome.stop, report.as_ref(), request);
+    result.output = output;
+    result.stderr = stderr_text;
+    result.truncated = out_truncated || err_truncated;
+    if request.monitor.is_some() {
+        result.monitoring = Some(outcome.samples);
+    }
+    Ok(result)
+}
+
+/// Reads one output stream to EOF, keeping at most `cap` bytes and draining the rest so the
+/// writer never blocks; reports the first byte past the cap.
+fn capture_stream(
+    mut pipe: PipeReader,
+    cap: usize,
+    stream: Stream,
+    tx: Sender<Event>,
+) -> Arc<Mutex<Capture>> {
+    let capture = Arc::new(Mutex::new(Capture::default()));
+    let shared = Arc::clone(&capture);
+    std::thread::spawn(move || {
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut over = false;
+        loop {
+            let n = match pipe.read(&mut chunk) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => break,
+            };
+            if over {
+                continue;
+            }
+            let Ok(mut c) = shared.lock() else { break };
+            let room = cap.saturating_sub(c.bytes.len());
+            c.bytes.extend_from_slice(&chunk[..n.min(room)]);
+            if n > room {
+                c.truncated = true;
+                over = true;
+                let _ = tx.send(Event::OutputCapReached(stream));
+            }
+        }
+        let _ = tx.send(Event::StreamClosed);
+    });
+    capture
+}
+
+fn read_status(pipe: PipeReader, tx: Sender<Event>) {
+    for line in BufReader::new(pipe).lines() {
+        let Ok(line) = line else { break };
+        if let Ok(event) = serde_json::from_str::<SupervisorEvent>(&line)
+            && tx.send(Event::Supervisor(event)).is_err()
+        {
+            return;
+        }
+    }
+    let _ = tx.send(Event::StatusClosed);
+}
+
+/// How the run ended as the supervisor told it.
+#[derive(Debug, Clone, PartialEq)]
+struct Exit {
+    code: Option<i32>,
+    signal: Option<i32>,
+    cpu_time_ms: f64,
+    peak_memory_bytes: u64,
+    memory_limit_hit: bool,
+    duration: Duration,
+}
+
+#[derive(Default)]
+struct Outcome {
+    exit: Option<Exit>,
+    stop: Option<StopReason>,
+    failure: Option<String>,
+    samples: Vec<Sample>,
+    streams_closed: usize,
+}
+
+/// Waits for the run to end, enforcing the timeout and output caps from outside.
+fn watch(
+    rx: &Receiver<Event>,
+    control: &mut impl Write,
+    timeout: Duration,
+    supervisor: &mut Child,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut started: Option<Instant> = None;
+    let spawned = Instant::now();
+    let mut kill_sent_at: Option<Instant> = None;
+    // Asks the supervisor to kill the run, once; the first reason is the verdict.
+    let stop = |outcome: &mut Outcome,
+                reason: StopReason,
+                control: &mut dyn Write,
+                kill_sent_at: &mut Option<Instant>| {
+        if outcome.stop.is_none() {
+            outcome.stop = Some(reason);
+            let _ = control.write_all(b"k");
+            *kill_sent_at = Some(Instant::now());
+        }
+    };
+    loop {
+        let now = Instant::now();
+        let wait = match kill_sent_at {
+            Some(at) => (at + KILL_GRACE).saturating_duration_since(now),
+            None => (started.unwrap_or(spawned) + timeout).saturating_duration_since(now),
+        };
+        match rx.recv_timeout(wait) {
+            Ok(Event::Supervisor(SupervisorEvent::Started { .. })) => {
+                started = Some(Instant::now());
+            }
+            Ok(Event::Supervisor(SupervisorEvent::Sample {
+                elapsed_ms,
+                cpu_percent,
+                memory_bytes,
+                pids,
+            })) => outcome.samples.push(Sample {
+                timestamp_ms: elapsed_ms,
+                cpu_percent,
+                memory_mb: memory_bytes as f64 / (1024.0 * 1024.0),
+                pids,
+            }),
+            Ok(Event::Supervisor(SupervisorEvent::Exit {
+                code,
+                signal,
+                cpu_time_ms,
+                peak_memory_bytes,
+                memory_limit_hit,
+            })) => {
+                outcome.exit = Some(Exit {
+                    code,
+                    signal,
+                    cpu_time_ms,
+                    peak_memory_bytes,
+                    memory_limit_hit,
+                    duration: started.unwrap_or(spawned).elapsed(),
+                });
+                return outcome;
+            }
+            Ok(Event::Supervisor(SupervisorEvent::Failed { message })) => {
+                outcome.failure = Some(message);
+            }
+            Ok(Event::OutputCapReached(stream)) => {
+                stop(
+                    &mut outcome,
+                    StopReason::OutputLimit(stream),
+                    control,
+                    &mut kill_sent_at,
+                );
+            }
+            Ok(Event::StreamClosed) => outcome.streams_closed += 1,
+            Ok(Event::StatusClosed) | Err(RecvTimeoutError::Disconnected) => return outcome,
+            Err(RecvTimeoutError::Timeout) => {
+                if kill_sent_at.is_some() {
+                    // The supervisor did not finish its kill in time: stop it by force. Its
+                    // control channel closing would make a live one kill the rest.
+                    sys::kill_pid(supervisor.id());
+                    outcome.failure = Some("the supervisor did not stop the run in time".into());
+                    return outcome;
+                }
+                stop(
+                    &mut outcome,
+                    StopReason::Timeout,
+                    control,
+                    &mut kill_sent_at,
+                );
+            }
+        }
+    }
+}
+
+/// Collects the supervisor's exit status. After its exit report it is already on its way out
+/// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
+fn reap_supervisor(child: &mut Child, reported_exit: bool) {
+    if reported_exit {
+        let _ = child.wait();
+        return;
+    }
+    let deadline = Instant::now() + KILL_GRACE;
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if Instant::now() >= deadline => {
+                sys::kill_pid(child.id());
+                let _ = child.wait();
+                return;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+        }
+    }
+}
+
+/// The runner's account of an uncaught exception or a `sys.exit` with a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Report {
+    phase: String,
+    name: String,
+    line: usize,
+    column: usize,
+    message: String,
+}
+
+fn parse_report(bytes: &[u8]) -> Option<Report> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut parts = text.splitn(5, '\0');
+    let phase = parts.next()?.to_owned();
+    let name = parts.next()?.to_owned();
+    let line = parts.next()?.parse().unwrap_or(0);
+    let column = parts.next()?.parse().unwrap_or(0);
+    let message = parts.next()?.to_owned();
+    let valid_name = !name.is_empty()
+        && name.len() <= 200
+        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
+    valid_name.then_some(Report {
+        phase,
+        name,
+        line,
+        column,
+        message,
+    })
+}
+
+/// Decides the verdict: limits seen from outside first, then the runner's report, then the
+/// exit status.
+fn verdict(
+    backend: BackendKind,
+    exit: &Exit,
+    stop: Option<StopReason>,
+    report: Option<&Report>,
+    request: &ExecutionRequest<'_>,
+) -> ExecutionResult {
+    let mut result = ExecutionResult::sandbox_error(backend.as_str(), String::new());
+    result.exit_code = exit.code;
+    result.signal = exit.signal.map(signal_name);
+    result.duration_ms = exit.duration.as_secs_f64() * 1000.0;
+    result.cpu_time_ms = exit.cpu_time_ms;
+    result.peak_memory_mb = exit.peak_memory_bytes as f64 / (1024.0 * 1024.0);
+    let limits = &request.limits;
+    let (error_type, error) = match (stop, report) {
+        (Some(StopReason::Timeout), _) => (
+            Some(ErrorType::Timeout),
+            Some(format!(
+                "execution timed out after {} s",
+                limits.timeout.get().as_secs_f64()
+            )),
+        ),
+        (None, _) if exit.memory_limit_hit => (
+            Some(ErrorType::MemoryLimit),
+            Some(format!(
+                "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
+                limits.memory_mb
+            )),
+        ),
+        (Some(StopReason::OutputLimit(stream)), _) => (
+            Some(ErrorType::OutputLimit),
+            Some(format!(
+                "{} exceeded the output limit of {} bytes",
+                match stream {
+                    Stream::Stdout => "stdout",
+                    Stream::Stderr => "stderr",
+                },
+                limits.max_output_bytes
+            )),
+        ),
+        (None, Some(r)) if r.phase == "compile" => {
+            result.line = (r.line > 0).then_some(r.line);
+            result.column = (r.column > 0).then_some(r.column);
+            let message = if r.name == "SyntaxError"
+                || r.name == "IndentationError"
+                || r.name == "TabError"
+            {
+                format!("{} (line {}, column {})", r.message, r.line, r.column)
+            } else {
+                format!(
+                    "the interpreter could not compile the code: {}: {}",
+                    r.name, r.message
+                )
+            };
+            (Some(ErrorType::SyntaxError), Some(message))
+        }
+        (None, Some(r)) if r.phase == "run" && r.name == "MemoryError" => (
+            Some(ErrorType::MemoryLimit),
+            Some(format!(
+                "MemoryError{} (memory limit {} MB)",
+                if r.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", r.message)
+                },
+                limits.memory_mb
+            )),
+        ),
+        (None, Some(r)) if r.phase == "run" => (
+            Some(ErrorType::Exception(r.name.clone())),
+            Some(if r.message.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{}: {}", r.name, r.message)
+            }),
+        ),
+        _ => match (exit.code, exit.signal) {
+            (_, Some(signal)) => (
+                Some(ErrorType::Crash),
+                Some(format!("killed by signal {}", signal_name(signal))),
+            ),
+            (Some(0), None) => (None, None),
+            (Some(code), None) => {
+                let detail = report
+                    .filter(|r| r.phase == "exit")
+                    .map(|r| format!(": {}", r.message))
+                    .unwrap_or_default();
+                (
+                    Some(ErrorType::Exit),
+                    Some(format!("exited with status {code}{detail}")),
+                )
+            }
+            (None, None) => (
+                Some(ErrorType::SandboxError),
+                Some("the supervisor lost track of the main process".into()),
+            ),
+        },
+    };
+    result.success = error_type.is_none();
+    result.error_type = error_type;
+    result.error = error;
+    result
+}

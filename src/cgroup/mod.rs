@@ -1,0 +1,323 @@
+//! Per-sandbox cgroups: finding where this process may create them (cgroup v1, v2 or the
+//! hybrid of both), creating one per run with memory (swap off), CPU quota and pids limits,
+//! reading usage and OOM kills from it, killing what is left in it, and removing it. Every
+//! driver takes its filesystem roots as paths, so both versions are unit-tested on directory
+//! trees; the real kernel is exercised by the integration tests.
+
+mod v1;
+mod v2;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+pub use v1::V1Dirs;
+
+#[derive(Debug, Error)]
+pub enum CgroupError {
+    #[error("no cgroup is available to this process: {0}")]
+    Unavailable(String),
+    #[error("cgroup {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+    move |source| CgroupError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+fn write_file(path: &Path, value: &str) -> Result<(), CgroupError> {
+    std::fs::write(path, value).map_err(io_error(path))
+}
+
+fn read_u64(path: &Path) -> Option<u64> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The value of `key` in a flat keyed file such as `memory.events` (`key value` lines).
+fn read_key(path: &Path, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines().find_map(|line| {
+        let mut parts = line.split_whitespace();
+        (parts.next()? == key).then(|| parts.next()?.parse().ok())?
+    })
+}
+
+/// Limits a run cgroup enforces.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct CgroupLimits {
+    pub memory_bytes: u64,
+    /// Fraction of one core's time (2.0 = two cores).
+    pub cpu: f64,
+    pub pids: u32,
+}
+
+/// CFS period used for CPU quotas, in microseconds.
+const CPU_PERIOD_US: u64 = 100_000;
+
+fn cpu_quota_us(cpu: f64) -> u64 {
+    ((cpu * CPU_PERIOD_US as f64).round() as u64).max(1_000)
+}
+
+/// What a run cgroup has measured so far.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct CgroupUsage {
+    pub cpu_time_ns: u64,
+    pub memory_bytes: u64,
+    pub peak_memory_bytes: u64,
+    pub pids: u32,
+    pub oom_kills: u64,
+}
+
+/// Where and how run cgroups are made on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CgroupDriver {
+    V1(V1Dirs),
+    V2 { parent: PathBuf },
+}
+
+/// One run's cgroup. Serializable so the sandbox helper can join and read it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RunCgroup {
+    V1(V1Dirs),
+    V2 { dir: PathBuf },
+}
+
+impl CgroupDriver {
+    /// Detects the driver from the real `/proc/self` and `/sys/fs/cgroup`.
+    pub fn detect() -> Result<CgroupDriver, CgroupError> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+            .map_err(io_error(Path::new("/proc/self/mountinfo")))?;
+        let membership = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(io_error(Path::new("/proc/self/cgroup")))?;
+        Self::detect_from(&mountinfo, &membership, Path::new("/"))
+    }
+
+    /// Detection from the text of `mountinfo` and `/proc/self/cgroup`, with paths resolved
+    /// under `fs_root` (`/` for the real host; a temp dir in tests). v1 controllers win where
+    /// they are mounted (the hybrid layout keeps them there); otherwise the v2 hierarchy is
+    /// used if this process can delegate memory, cpu and pids below it.
+    pub fn detect_from(
+        mountinfo: &str,
+        membership: &str,
+        fs_root: &Path,
+    ) -> Result<CgroupDriver, CgroupError> {
+        let mounts = parse_mounts(mountinfo);
+        let v1 = V1Dirs::detect(&mounts, membership, fs_root);
+        if let Some(dirs) = v1 {
+            return Ok(CgroupDriver::V1(dirs));
+        }
+        if let Some(mount) = mounts.iter().find(|m| m.fstype == "cgroup2") {
+            let own = membership
+                .lines()
+                .find_map(|l| l.strip_prefix("0::"))
+                .unwrap_or("/");
+            let parent = v2::choose_parent(&under(fs_root, &mount.mount_point), own)?;
+            return Ok(CgroupDriver::V2 { parent });
+        }
+        Err(CgroupError::Unavailable(
+            "neither writable cgroup v1 controllers (memory, cpu, pids) nor a delegated cgroup v2 hierarchy was found".into(),
+        ))
+    }
+
+    pub fn version(&self) -> u8 {
+        match self {
+            CgroupDriver::V1(_) => 1,
+            CgroupDriver::V2 { .. } => 2,
+        }
+    }
+
+    /// Creates a run cgroup named `name` with `limits` in force.
+    pub fn create(&self, name: &str, limits: &CgroupLimits) -> Result<RunCgroup, CgroupError> {
+        let run = match self {
+            CgroupDriver::V1(parents) => RunCgroup::V1(parents.create(name)?),
+            CgroupDriver::V2 { parent } => RunCgroup::V2 {
+                dir: v2::create(parent, name)?,
+            },
+        };
+        if let Err(err) = run.set_limits(limits) {
+            run.remove();
+            return Err(err);
+        }
+        Ok(run)
+    }
+
+    /// Removes run cgroups left by processes that no longer exist (a crashed caller). Names
+    /// carry the creating pid: `code-exec-<pid>-<n>`.
+    pub fn reap_stale(&self) {
+        let parents: Vec<PathBuf> = match self {
+            CgroupDriver::V1(d) => d.all().into_iter().map(Path::to_owned).collect(),
+            CgroupDriver::V2 { parent } => vec![parent.clone()],
+        };
+        for parent in parents {
+            let Ok(entries) = std::fs::read_dir(&parent) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if let Some(pid) = owner_pid(&name)
+                    && !Path::new(&format!("/proc/{pid}")).exists()
+                {
+                    kill_members(&entry.path());
+                    let _ = remove_dir_retrying(&entry.path());
+                }
+            }
+        }
+    }
+}
+
+/// The pid in a run cgroup's name `code-exec-<pid>-<n>`.
+fn owner_pid(name: &str) -> Option<u32> {
+    name.strip_prefix("code-exec-")?
+        .split('-')
+        .next()?
+        .parse()
+        .ok()
+}
+
+impl RunCgroup {
+    /// Every `cgroup.procs` file a process must be written to in order to join.
+    pub fn procs_files(&self) -> Vec<PathBuf> {
+        match self {
+            RunCgroup::V1(d) => d
+                .all()
+                .into_iter()
+                .map(|p| p.join("cgroup.procs"))
+                .collect(),
+            RunCgroup::V2 { dir } => vec![dir.join("cgroup.procs")],
+        }
+    }
+
+    /// Moves process `pid` into this cgroup.
+    pub fn join(&self, pid: u32) -> Result<(), CgroupError> {
+        for file in self.procs_files() {
+            write_file(&file, &pid.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Applies limits, live: running processes are held to them at once.
+    pub fn set_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
+        match self {
+            RunCgroup::V1(d) => d.set_limits(limits),
+            RunCgroup::V2 { dir } => v2::set_limits(dir, limits),
+        }
+    }
+
+    pub fn usage(&self) -> CgroupUsage {
+        match self {
+            RunCgroup::V1(d) => d.usage(),
+            RunCgroup::V2 { dir } => v2::usage(dir),
+        }
+    }
+
+    /// SIGKILLs every process in the cgroup.
+    pub fn kill_all(&self) {
+        match self {
+            RunCgroup::V1(d) => d.all().into_iter().for_each(kill_members),
+            RunCgroup::V2 { dir } => {
+                if write_file(&dir.join("cgroup.kill"), "1").is_err() {
+                    kill_members(dir);
+                }
+            }
+        }
+    }
+
+    /// Kills what is left and removes the cgroup directories.
+    pub fn remove(&self) {
+        self.kill_all();
+        match self {
+            RunCgroup::V1(d) => d.all().into_iter().for_each(|p| {
+                let _ = remove_dir_retrying(p);
+            }),
+            RunCgroup::V2 { dir } => {
+                let _ = remove_dir_retrying(dir);
+            }
+        }
+    }
+
+    /// Whether the cgroup directories still exist.
+    pub fn exists(&self) -> bool {
+        match self {
+            RunCgroup::V1(d) => d.all().into_iter().any(Path::exists),
+            RunCgroup::V2 { dir } => dir.exists(),
+        }
+    }
+}
+
+/// SIGKILLs every pid listed in a cgroup directory's `cgroup.procs`.
+fn kill_members(dir: &Path) {
+    if let Ok(text) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+        for pid in text.lines().filter_map(|l| l.trim().parse::<u32>().ok()) {
+            crate::sys::kill_pid(pid);
+        }
+    }
+}
+
+/// `rmdir` of a cgroup fails with EBUSY until its last process has been reaped: retry briefly.
+fn remove_dir_retrying(dir: &Path) -> std::io::Result<()> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match std::fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) if std::time::Instant::now() >= deadline => return Err(e),
+            Err(_) => {
+                kill_members(dir);
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
+}
+
+/// One line of `/proc/self/mountinfo` that matters here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Mount {
+    pub root: String,
+    pub mount_point: String,
+    pub fstype: String,
+    pub super_options: String,
+}
+
+fn parse_mounts(mountinfo: &str) -> Vec<Mount> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let left: Vec<&str> = left.split_whitespace().collect();
+            let right: Vec<&str> = right.split_whitespace().collect();
+            Some(Mount {
+                root: left.get(3)?.to_string(),
+                mount_point: left.get(4)?.to_string(),
+                fstype: right.first()?.to_string(),
+                super_options: right.get(2).unwrap_or(&"").to_string(),
+            })
+        })
+        .filter(|m| m.fstype == "cgroup" || m.fstype == "cgroup2")
+        .collect()
+}
+
+/// `path` (absolute, as the kernel shows it) resolved under `fs_root`.
+fn under(fs_root: &Path, path: &str) -> PathBuf {
+    fs_root.join(path.trim_start_matches('/'))
+}
+
+#[cfg(test)]
+pub(crate) mod test_support {
+    use std::path::Path;
+
+    /// Creates the control files a cgroup directory would have.
+    pub fn fake_cgroup_dir(dir: &Path, files: &[(&str, &str)]) {
+        std::fs::create_dir_all(dir).unwrap();
+        for (name, content) in files {
+            std::fs::write(dir.join(name), content).unwrap();
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Raw syscalls that isolate a process: creating namespaces, identity changes, capabilities,
+//! `no_new_privs`, dumpability, the hostname and the loopback interface.
+
+use std::io;
+
+fn check(ret: libc::c_long, what: &str) -> io::Result<libc::c_long> {
+    if ret < 0 {
+        let err = io::Error::last_os_error();
+        Err(io::Error::new(err.kind(), format!("{what} => {err}")))
+    } else {
+        Ok(ret)
+    }
+}
+
+/// Namespaces every sandbox gets. The cgroup namespace is entered later, once the process sits
+/// in its own cgroup, so that the sandbox sees that cgroup as its root.
+pub const SANDBOX_NAMESPACES: libc::c_int = libc::CLONE_NEWUSER
+    | libc::CLONE_NEWPID
+    | libc::CLONE_NEWNS
+    | libc::CLONE_NEWNET
+    | libc::CLONE_NEWIPC
+    | libc::CLONE_NEWUTS;
+
+/// The side of a fork-like clone this process is on.
+pub enum Forked {
+    Parent(libc::pid_t),
+    Child,
+}
+
+/// `clone(flags | SIGCHLD)` with fork semantics: the child gets a copy of this process in the
+/// new namespaces. Only call from a single-threaded process (the sandbox helper is a fresh
+/// exec of our binary that has not started any thread).
+pub fn fork_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
+    // SAFETY: a raw clone without CLONE_VM and with a null stack behaves like fork(): the child
+    // continues on a copy of our stack. The caller guarantees this process is single-threaded,
+    // so no lock is held by another thread in the child's copy of memory.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    match check(ret, "clone(namespaces)")? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
+/// A plain fork, for a single-threaded process.
+pub fn fork() -> io::Result<Forked> {
+    fork_into_namespaces(0)
+}
+
+/// Enters new namespaces of the given kinds (`unshare(2)`).
+pub fn unshare(flags: libc::c_int) -> io::Result<()> {
+    // SAFETY: unshare takes an integer and touches no memory.
+    check(unsafe { libc::unshare(flags) } as libc::c_long, "unshare").map(drop)
+}
+
+pub fn set_hostname(name: &str) -> io::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
+    let ret = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };
+    check(ret as libc::c_long, "sethostname").map(drop)
+}
+
+/// Switches real, effective and saved ids; supplementary groups are dropped first.
+pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: an empty group list with a null pointer is valid for setgroups.
+    let ret = unsafe { libc::setgroups(0, std::ptr::null()) };
+    // In a user namespace with setgroups denied this fails with EPERM; there are no groups
+    // to drop then, so the failure is harmless.
+    if ret < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EPERM) {
+        check(-1, "setgroups([])")?;
+    }
+    // SAFETY: plain integer arguments.
+    check(
+        unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long,
+        "setresgid",
+    )?;
+    // SAFETY: plain integer arguments.
+    check(
+        unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long,
+        "setresuid",
+    )?;
+    Ok(())
+}
+
+/// Highest capability number this kernel knows.
+fn last_capability() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(63)
+}
+
+/// Keeps capabilities across the coming uid change (`SECBIT_NO_SETUID_FIXUP`), so the sandbox
+/// init can switch to the sandbox uid and still finish building the mounts.
+pub fn keep_capabilities_across_setuid() -> io::Result<()> {
+    const PR_SET_SECUREBITS: libc::c_int = 28;
+    const SECBIT_NO_SETUID_FIXUP: libc::c_ulong = 0x4;
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(PR_SET_SECUREBITS, SECBIT_NO_SETUID_FIXUP, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_SET_SECUREBITS)").map(drop)
+}
+
+/// Makes capabilities impossible to regain: empties the bounding set (no exec can grant any)
+/// and the ambient set, and locks root's special treatment off with securebits. Needs
+/// CAP_SETPCAP, so it runs before [`clear_capabilities`].
+pub fn lock_capabilities() -> io::Result<()> {
+    const PR_CAPBSET_DROP: libc::c_int = 24;
+    const PR_CAP_AMBIENT: libc::c_int = 47;
+    const PR_CAP_AMBIENT_CLEAR_ALL: libc::c_ulong = 4;
+    const PR_SET_SECUREBITS: libc::c_int = 28;
+    // noroot, no_setuid_fixup, keep_caps_locked, no_cap_ambient_raise: each with its lock.
+    const SECUREBITS: libc::c_ulong = 0x1 | 0x2 | 0x4 | 0x8 | 0x20 | 0x40 | 0x80;
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(PR_SET_SECUREBITS, SECUREBITS, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_SET_SECUREBITS, locked)")?;
+    for cap in 0..=last_capability() {
+        // SAFETY: prctl with integer arguments.
+        let ret = unsafe { libc::prctl(PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
+        if ret < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINVAL) {
+            check(-1, "prctl(PR_CAPBSET_DROP)")?;
+        }
+    }
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_CAP_AMBIENT_CLEAR_ALL)").map(drop)
+}
+
+/// Empties the effective, permitted and inheritable capability sets.
+pub fn clear_capabilities() -> io::Result<()> {
+    #[repr(C)]
+    struct CapHeader {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct CapData {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+    let mut header = CapHeader {
+        version: LINUX_CAPABILITY_VERSION_3,
+        pid: 0,
+    };
+    let data = [CapData {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: header and data are laid out as capset v3 expects (two data elements) and live
+    // across the call; the kernel only reads data.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_capset,
+            &mut header as *mut CapHeader,
+            data.as_ptr(),
+        )
+    };
+    check(ret, "capset(0)").map(drop)
+}
+
+/// After this, no exec can grant privileges (setuid bits, file capabilities).
+pub fn set_no_new_privs() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_SET_NO_NEW_PRIVS)").map(drop)
+}
+
+/// A non-dumpable process cannot be ptrace-attached and its /proc files are root-owned.
+pub fn set_not_dumpable() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_SET_DUMPABLE, 0)").map(drop)
+}
+
+/// Asks the kernel to SIGKILL this process when its parent dies.
+pub fn die_with_parent() -> io::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    let ret = unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) };
+    check(ret as libc::c_long, "prctl(PR_SET_PDEATHSIG)").map(drop)
+}
+
+/// Starts a new session (no controlling terminal, own process group).
+pub fn new_session() -> io::Result<()> {
+    // SAFETY: setsid takes no arguments.
+    check(unsafe { libc::setsid() } as libc::c_long, "setsid").map(drop)
+}
+
+/// Brings the loopback interface of this network namespace up.
+pub fn loopback_up() -> io::Result<()> {
+    const SIOCGIFFLAGS: libc::c_ulong = 0x8913;
+    const SIOCSIFFLAGS: libc::c_ulong = 0x8914;
+    #[repr(C)]
+    struct IfreqFlags {
+        name: [u8; libc::IFNAMSIZ],
+        flags: libc::c_short,
+        _pad: [u8; 22],
+    }
+    // SAFETY: socket takes integers; the returned fd is owned below.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    check(fd as libc::c_long, "socket(AF_INET)")?;
+    // SAFETY: `fd` is a fresh fd that nothing else owns.
+    let sock = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+    let mut req = IfreqFlags {
+        name: [0; libc::IFNAMSIZ],
+        flags: 0,
+        _pad: [0; 22],
+    };
+    req.name[..2].copy_from_slice(b"lo");
+    use std::os::fd::AsRawFd;
+    // SAFETY: `req` is a valid, large-enough ifreq for the flags ioctls and lives across both
+    // calls; the kernel reads the name and reads/writes the flags.
+    unsafe {
+        check(
+            libc::ioctl(sock.as_raw_fd(), SIOCGIFFLAGS, &mut req) as libc::c_long,
+            "ioctl(SIOCGIFFLAGS, lo)",
+        )?;
+        req.flags |= libc::IFF_UP as libc::c_short;
+        check(
+            libc::ioctl(sock.as_raw_fd(), SIOCSIFFLAGS, &mut req) as libc::c_long,
+            "ioctl(SIOCSIFFLAGS, lo)",
+        )?;
+    }
+    Ok(())
+}
+
+/// Sends `signal` to one process (positive pid only).
+pub fn signal(pid: libc::pid_t, signal: libc::c_int) {
+    if pid > 0 {
+        // SAFETY: kill takes integers; a positive pid addresses exactly one process.
+        unsafe { libc::kill(pid, signal) };
+    }
+}
+
+/// Ends this process at once with `code`, without running destructors or atexit handlers
+/// (for a forked child that must not touch its parent's state).
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit never returns and takes an integer.
+    unsafe { libc::_exit(code) }
+}
+
+/// Replaces this process with `program`. Returns only on failure.
+pub fn exec(
+    program: &std::ffi::CStr,
+    argv: &[std::ffi::CString],
+    envp: &[std::ffi::CString],
+) -> io::Error {
+    let mut argv_ptrs: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argv_ptrs.push(std::ptr::null());
+    let mut envp_ptrs: Vec<*const libc::c_char> = envp.iter().map(|e| e.as_ptr()).collect();
+    envp_ptrs.push(std::ptr::null());
+    // SAFETY: program, argv and envp are NUL-terminated strings in null-terminated arrays
+    // that stay alive across the call.
+    unsafe { libc::execve(program.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr()) };
+    io::Error::last_os_error()
+}
