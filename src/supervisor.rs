@@ -1,4 +1,4 @@
-//! The supervisor: a small process of our own (`code-exec __supervise CONFIG`) that sits between
+//! The supervisor: a small process of our own (`code-exec __supervise` (config on fd 6)) that sits between
 //! the caller and the code. It is a fresh single-threaded process at start, becomes the child
 //! subreaper of everything the code starts (so `setsid` and double-forked processes stay its
 //! children), runs the interpreter, samples the process tree, and — when the main process
@@ -7,7 +7,7 @@
 //!
 //! Inherited fds: 0–2 are the code's stdin/stdout/stderr, 3 the runner's report channel (passed
 //! on to the interpreter), 4 the status channel (JSON lines to the caller), 5 the control
-//! channel (any byte or EOF means "kill everything now").
+//! channel (any byte or EOF means "kill everything now"), 6 the config (read at start).
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -28,6 +28,8 @@ pub const SUPERVISE_ARG: &str = "__supervise";
 pub const REPORT_FD: RawFd = 3;
 pub const STATUS_FD: RawFd = 4;
 pub const CONTROL_FD: RawFd = 5;
+/// The helper's config (JSON), read once at start.
+pub const CONFIG_FD: RawFd = 6;
 
 /// What the supervisor runs, prepared and validated by the backend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -88,7 +90,7 @@ impl StatusChannel {
     }
 }
 
-/// Entry point of `code-exec __supervise CONFIG`. Returns the supervisor's own exit status.
+/// Entry point of `code-exec __supervise` (config on fd 6). Returns the supervisor's own exit status.
 pub fn main(config_json: &str) -> i32 {
     let Some(status) = StatusChannel::take() else {
         return 101;
@@ -428,12 +430,15 @@ fn is_executable(path: &std::path::Path) -> bool {
 /// For programs that embed the library and act as their own supervisor: call this first in
 /// `main`. When the process was started as a supervisor it runs as one and exits.
 pub fn run_if_requested() {
-    let mut args = std::env::args();
-    let mode = args.nth(1);
-    let config = args.next().unwrap_or_default();
-    match mode.as_deref() {
-        Some(SUPERVISE_ARG) => std::process::exit(main(&config)),
-        Some(crate::sandbox::SANDBOX_ARG) => std::process::exit(crate::sandbox::main(&config)),
-        _ => {}
+    let mode = std::env::args().nth(1);
+    let entry: fn(&str) -> i32 = match mode.as_deref() {
+        Some(SUPERVISE_ARG) => main,
+        Some(crate::sandbox::SANDBOX_ARG) => crate::sandbox::main,
+        _ => return,
+    };
+    let mut config = String::new();
+    if let Ok(fd) = sys::take_inherited_fd(CONFIG_FD) {
+        let _ = File::from(fd).read_to_string(&mut config);
     }
+    std::process::exit(entry(&config))
 }

@@ -5,6 +5,7 @@
 pub mod native;
 pub mod none;
 mod supervised;
+mod workspace;
 
 use std::fmt;
 use std::str::FromStr;

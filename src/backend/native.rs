@@ -2,12 +2,12 @@
 //! each run — what of the host the interpreter needs to see, the host uid the sandbox maps to,
 //! the run's cgroup with its limits — starts the sandbox helper, and cleans up after it.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::supervised::{RUNNER, RunError, run_helper};
+use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
@@ -39,10 +39,10 @@ const SYSTEM_PATHS: &[&str] = &[
 /// Asks the interpreter where its standard library and site-packages are.
 const LAYOUT_PROBE: &str = r#"
 import json, site, sys, sysconfig
-paths = set(sysconfig.get_paths().values())
-paths.update(site.getsitepackages())
-paths.update([sys.prefix, sys.exec_prefix, sys.base_prefix])
-print(json.dumps(sorted(p for p in paths if p)))
+paths = sysconfig.get_paths()
+found = {paths[k] for k in ("stdlib", "platstdlib", "purelib", "platlib") if paths.get(k)}
+found.update(site.getsitepackages())
+print(json.dumps(sorted(found)))
 "#;
 
 /// The first uid of the range sandboxes map to when the tool runs as root: far above any
@@ -69,6 +69,7 @@ impl NativeBackend {
         if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {
             return Err("the native sandbox needs Linux on x86_64".into());
         }
+        workspace::reap_stale();
         let exposed = exposures_for(&interpreter)?;
         let (cgroups, cgroup_problem) = match CgroupDriver::detect() {
             Ok(driver) => {
@@ -96,22 +97,14 @@ impl NativeBackend {
 
     fn run(&self, request: &ExecutionRequest<'_>) -> Result<ExecutionResult, RunError> {
         let n = self.runs.fetch_add(1, Ordering::Relaxed);
-        let workspace = tempfile::Builder::new()
-            .prefix("code-exec-")
-            .tempdir()
+        let workspace = Workspace::create().map_err(RunError::Workspace)?;
+        let code_file = workspace
+            .write_code(request.code)
             .map_err(RunError::Workspace)?;
-        let code_file = workspace.path().join("main.py");
-        let root_dir = workspace.path().join("root");
-        std::fs::write(&code_file, request.code).map_err(RunError::Workspace)?;
-        std::fs::create_dir(&root_dir).map_err(RunError::Workspace)?;
-        let stdin = match request.stdin {
-            Some(bytes) => {
-                let path = workspace.path().join("stdin");
-                std::fs::write(&path, bytes).map_err(RunError::Workspace)?;
-                File::open(&path).map_err(RunError::Workspace)?
-            }
-            None => File::open("/dev/null").map_err(RunError::Workspace)?,
-        };
+        let root_dir = workspace.subdir("root").map_err(RunError::Workspace)?;
+        let stdin = workspace
+            .stdin(request.stdin)
+            .map_err(RunError::Workspace)?;
 
         let limits = &request.limits;
         let cgroup = match &self.cgroups {
@@ -166,7 +159,8 @@ impl NativeBackend {
             .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
         run_helper(
             self.helper.path(),
-            &[SANDBOX_ARG, &config_json],
+            SANDBOX_ARG,
+            &config_json,
             stdin,
             request,
             BackendKind::Native,

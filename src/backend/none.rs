@@ -5,10 +5,10 @@
 //! private temporary work directory, and only fds 0–2 (plus the runner's close-on-exec report
 //! channel) in the interpreter.
 
-use std::fs::File;
 use std::path::Path;
 
 use super::supervised::{RUNNER, RunError, run_helper};
+use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, ExecutionRequest};
 use crate::interpreter::Interpreter;
 use crate::result::ExecutionResult;
@@ -23,6 +23,7 @@ pub struct NoneBackend {
 
 impl NoneBackend {
     pub fn new(interpreter: Interpreter, supervisor: SupervisorBinary) -> NoneBackend {
+        workspace::reap_stale();
         NoneBackend {
             interpreter,
             supervisor,
@@ -51,22 +52,14 @@ pub(super) fn run(
     supervisor: &SupervisorBinary,
     request: &ExecutionRequest<'_>,
 ) -> Result<ExecutionResult, RunError> {
-    let workspace = tempfile::Builder::new()
-        .prefix("code-exec-")
-        .tempdir()
+    let workspace = Workspace::create().map_err(RunError::Workspace)?;
+    let code_path = workspace
+        .write_code(request.code)
         .map_err(RunError::Workspace)?;
-    let code_path = workspace.path().join("main.py");
-    let work_dir = workspace.path().join("work");
-    std::fs::write(&code_path, request.code).map_err(RunError::Workspace)?;
-    std::fs::create_dir(&work_dir).map_err(RunError::Workspace)?;
-    let stdin = match request.stdin {
-        Some(bytes) => {
-            let path = workspace.path().join("stdin");
-            std::fs::write(&path, bytes).map_err(RunError::Workspace)?;
-            File::open(&path).map_err(RunError::Workspace)?
-        }
-        None => File::open("/dev/null").map_err(RunError::Workspace)?,
-    };
+    let work_dir = workspace.subdir("work").map_err(RunError::Workspace)?;
+    let stdin = workspace
+        .stdin(request.stdin)
+        .map_err(RunError::Workspace)?;
 
     let config = SupervisorConfig {
         program: interpreter.path().to_owned(),
@@ -88,7 +81,8 @@ pub(super) fn run(
 
     run_helper(
         supervisor.path(),
-        &[SUPERVISE_ARG, &config_json],
+        SUPERVISE_ARG,
+        &config_json,
         stdin,
         request,
         BackendKind::None,

@@ -5,7 +5,7 @@
 //! concurrently), the kill request, and the verdict.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, PipeReader, Read, Write};
+use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
 use std::os::fd::AsFd;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -17,7 +17,7 @@ use thiserror::Error;
 
 use super::{BackendKind, ExecutionRequest};
 use crate::result::{ErrorType, ExecutionResult, Sample, signal_name};
-use crate::supervisor::{CONTROL_FD, REPORT_FD, STATUS_FD, SupervisorEvent};
+use crate::supervisor::{CONFIG_FD, CONTROL_FD, REPORT_FD, STATUS_FD, SupervisorEvent};
 use crate::sys::{self, ChildSetup};
 
 /// The runner script that executes the code inside the interpreter.
@@ -76,11 +76,12 @@ struct Capture {
     truncated: bool,
 }
 
-/// Runs one helper process (`program ARGS…`) with the standard fd layout, enforces the
+/// Runs one helper process (`program MODE`, its config on fd 6) with the standard fd layout, enforces the
 /// timeout and output caps from outside, and turns what it reports into a result.
 pub(crate) fn run_helper(
     program: &Path,
-    args: &[&str],
+    mode: &str,
+    config_json: &str,
     stdin: File,
     request: &ExecutionRequest<'_>,
     backend: BackendKind,
@@ -96,9 +97,17 @@ pub(crate) fn run_helper(
         let report_hi = sys::dup_at_least(report_w.as_fd(), 10).map_err(RunError::Pipe)?;
         let status_hi = sys::dup_at_least(status_w.as_fd(), 10).map_err(RunError::Pipe)?;
         let control_hi = sys::dup_at_least(control_r.as_fd(), 10).map_err(RunError::Pipe)?;
+        // The config travels in an unlinked file, not in argv: argv is readable by anyone
+        // (including, through /proc/1/cmdline, the sandboxed code).
+        let mut config_file = tempfile::tempfile().map_err(RunError::Workspace)?;
+        config_file
+            .write_all(config_json.as_bytes())
+            .and_then(|()| config_file.seek(std::io::SeekFrom::Start(0)).map(drop))
+            .map_err(RunError::Workspace)?;
+        let config_hi = sys::dup_at_least(config_file.as_fd(), 10).map_err(RunError::Pipe)?;
         use std::os::fd::AsRawFd;
         let mut cmd = Command::new(program);
-        cmd.args(args)
+        cmd.arg(mode)
             .env_clear()
             .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout_w))
@@ -108,8 +117,9 @@ pub(crate) fn run_helper(
                 (report_hi.as_raw_fd(), REPORT_FD),
                 (status_hi.as_raw_fd(), STATUS_FD),
                 (control_hi.as_raw_fd(), CONTROL_FD),
+                (config_hi.as_raw_fd(), CONFIG_FD),
             ],
-            close_from: Some((CONTROL_FD + 1) as u32),
+            close_from: Some((CONFIG_FD + 1) as u32),
             rlimits: Vec::new(),
             new_process_group: true,
         }
@@ -419,18 +429,19 @@ fn verdict(
     result.peak_memory_mb = exit.peak_memory_bytes as f64 / (1024.0 * 1024.0);
     let limits = &request.limits;
     let (error_type, error) = match (stop, report) {
+        // An OOM kill is the root cause of whatever followed it (often a hang, then a timeout).
+        _ if exit.memory_limit_hit => (
+            Some(ErrorType::MemoryLimit),
+            Some(format!(
+                "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
+                limits.memory_mb
+            )),
+        ),
         (Some(StopReason::Timeout), _) => (
             Some(ErrorType::Timeout),
             Some(format!(
                 "execution timed out after {} s",
                 limits.timeout.get().as_secs_f64()
-            )),
-        ),
-        (None, _) if exit.memory_limit_hit => (
-            Some(ErrorType::MemoryLimit),
-            Some(format!(
-                "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
-                limits.memory_mb
             )),
         ),
         (Some(StopReason::OutputLimit(stream)), _) => (

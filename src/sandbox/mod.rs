@@ -1,4 +1,4 @@
-//! The native sandbox helper: `code-exec __sandbox CONFIG`, a fresh single-threaded process
+//! The native sandbox helper: `code-exec __sandbox` (config on fd 6), a fresh single-threaded process
 //! that builds one sandbox and runs the code in it.
 //!
 //! Three processes take part:
@@ -78,7 +78,7 @@ pub struct SandboxConfig {
     pub sample_interval_ms: Option<u64>,
 }
 
-/// Entry point of `code-exec __sandbox CONFIG`.
+/// Entry point of `code-exec __sandbox` (config on fd 6).
 pub fn main(config_json: &str) -> i32 {
     let Some(status) = StatusChannel::take() else {
         return 101;

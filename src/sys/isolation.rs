@@ -77,15 +77,11 @@ pub fn become_user(uid: u32, gid: u32) -> io::Result<()> {
         check(-1, "setgroups([])")?;
     }
     // SAFETY: plain integer arguments.
-    check(
-        unsafe { libc::setresgid(gid, gid, gid) } as libc::c_long,
-        "setresgid",
-    )?;
+    let ret = unsafe { libc::setresgid(gid, gid, gid) };
+    check(ret as libc::c_long, "setresgid")?;
     // SAFETY: plain integer arguments.
-    check(
-        unsafe { libc::setresuid(uid, uid, uid) } as libc::c_long,
-        "setresuid",
-    )?;
+    let ret = unsafe { libc::setresuid(uid, uid, uid) };
+    check(ret as libc::c_long, "setresuid")?;
     Ok(())
 }
 

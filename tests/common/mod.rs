@@ -157,3 +157,103 @@ pub fn python() -> PathBuf {
         .path()
         .to_owned()
 }
+
+/// Whether the native sandbox can run here. Under `CI=true` a missing capability fails the
+/// test; elsewhere the test is skipped, loudly, with the reason.
+pub fn native_sandbox_or_skip(test: &str) -> bool {
+    let run = code_exec(&["run", "--json", "--sandbox", "native", "-c", "pass"]);
+    if run.status == 0 {
+        return true;
+    }
+    let reason = format!(
+        "the native sandbox does not work here: {} {}",
+        run.stdout, run.stderr
+    );
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: {reason}");
+    }
+    eprintln!("SKIPPED {test}: {reason}");
+    false
+}
+
+/// Whether run cgroups can be created here (root, or a delegated v2 subtree). Tests of
+/// cgroup-enforced limits need them: under `CI=true` as root their absence fails the test; an
+/// unprivileged run (CI's second pass) skips them loudly.
+pub fn cgroups_or_skip(test: &str) -> bool {
+    match code_execution_tool::cgroup::CgroupDriver::detect() {
+        Ok(_) => true,
+        Err(err) => {
+            let root = std::fs::read_to_string("/proc/self/status")
+                .unwrap_or_default()
+                .lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"));
+            if root && std::env::var("CI").as_deref() == Ok("true") {
+                panic!("{test}: cgroups unavailable as root: {err}");
+            }
+            eprintln!("SKIPPED {test}: cgroups unavailable to this user: {err}");
+            false
+        }
+    }
+}
+
+/// `code-exec run --json --sandbox native -c CODE EXTRA...`.
+pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
+    let mut args = vec!["--sandbox", "native"];
+    args.extend_from_slice(extra);
+    run_code(code, &args)
+}
+
+/// Host invariants after a sandboxed run: no process carrying `tag`, no run cgroup or run
+/// directory of a process that is gone, no mount mentioning code-exec.
+pub fn assert_host_clean(tag: &str) {
+    assert_no_survivors(tag);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let leftovers = leftover_run_state();
+        if leftovers.is_empty() {
+            break;
+        }
+        if Instant::now() > deadline {
+            panic!("left behind: {leftovers:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains("code-exec"),
+        "a sandbox mount leaked to the host:\n{mounts}"
+    );
+}
+
+/// Run cgroups and run directories whose creating process no longer exists.
+fn leftover_run_state() -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let dead = |name: &str| -> bool {
+        name.strip_prefix("code-exec-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
+    };
+    let scan = |dir: PathBuf, depth: usize, found: &mut Vec<PathBuf>| {
+        let mut stack = vec![(dir, depth)];
+        while let Some((dir, depth)) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().into_owned();
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                if dead(&name) {
+                    found.push(e.path());
+                } else if depth > 0 {
+                    stack.push((e.path(), depth - 1));
+                }
+            }
+        }
+    };
+    scan(std::env::temp_dir(), 0, &mut found);
+    scan(PathBuf::from("/sys/fs/cgroup"), 4, &mut found);
+    found
+}

@@ -1,0 +1,77 @@
+//! Per-run host directories (`$TMPDIR/code-exec-<pid>-XXXXXX`, mode 0700): the code file, the
+//! stdin file, and the mount point of a sandbox's root. Removed when the run ends; those of a
+//! caller that crashed carry its dead pid and are reaped by the next backend that starts.
+
+use std::fs::File;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use tempfile::TempDir;
+
+const PREFIX: &str = "code-exec-";
+
+/// A run's private directory, removed on drop.
+pub(crate) struct Workspace {
+    dir: TempDir,
+}
+
+impl Workspace {
+    pub(crate) fn create() -> std::io::Result<Workspace> {
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("{PREFIX}{}-", std::process::id()))
+            .tempdir()?;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
+        Ok(Workspace { dir })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Writes the code to `main.py` and returns its path.
+    pub(crate) fn write_code(&self, code: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self.path().join("main.py");
+        std::fs::write(&path, code)?;
+        Ok(path)
+    }
+
+    /// The code's stdin: a file holding `bytes`, or /dev/null.
+    pub(crate) fn stdin(&self, bytes: Option<&[u8]>) -> std::io::Result<File> {
+        match bytes {
+            Some(bytes) => {
+                let path = self.path().join("stdin");
+                std::fs::write(&path, bytes)?;
+                File::open(&path)
+            }
+            None => File::open("/dev/null"),
+        }
+    }
+
+    /// Creates (and returns) a subdirectory.
+    pub(crate) fn subdir(&self, name: &str) -> std::io::Result<PathBuf> {
+        let path = self.path().join(name);
+        std::fs::create_dir(&path)?;
+        Ok(path)
+    }
+}
+
+/// Removes the run directories of processes that no longer exist.
+pub(crate) fn reap_stale() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
