@@ -226,7 +226,7 @@ fn a_killed_caller_leaves_nothing_behind() {
     let code = format!(
         "import subprocess, time\nsubprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag} sleep 300'])\ntime.sleep(300)\n"
     );
-    let mut child = std::process::Command::new(BIN)
+    let mut child = std::process::Command::new(bin())
         .args(["run", "--json", "--timeout", "600", "-c", &code])
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -239,9 +239,27 @@ fn a_killed_caller_leaves_nothing_behind() {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
+    let caller = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
     assert_no_survivors(&tag);
+    // Its run directory is reaped by the next start.
+    let (r, _) = run_code("print('next')", &[]);
+    assert_eq!(r["output"], "next\n");
+    let prefix = format!("code-exec-{caller}-");
+    let left: Vec<_> = run_dirs()
+        .into_iter()
+        .filter(|d| {
+            d.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(&prefix)
+        })
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the crashed caller's run directory survived: {left:?}"
+    );
 }
 
 #[test]

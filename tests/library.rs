@@ -12,7 +12,7 @@ use code_execution_tool::{
 fn tool() -> CodeExecutionTool {
     CodeExecutionTool::builder()
         .backend(BackendKind::None)
-        .supervisor(common::BIN)
+        .supervisor(common::bin())
         .build()
         .expect("build a none-backend tool")
 }
@@ -62,7 +62,7 @@ fn several_executions_reuse_one_tool() {
 #[test]
 fn execute_with_monitoring_collects_samples() {
     let tool = CodeExecutionTool::builder()
-        .supervisor(common::BIN)
+        .supervisor(common::bin())
         .monitor_interval(Duration::from_millis(40))
         .build()
         .unwrap();
@@ -113,7 +113,7 @@ fn update_limits_validates_then_applies() {
 #[test]
 fn builder_refuses_invalid_limits() {
     let err = CodeExecutionTool::builder()
-        .supervisor(common::BIN)
+        .supervisor(common::bin())
         .memory_limit_mb(0)
         .build()
         .unwrap_err();
@@ -122,7 +122,7 @@ fn builder_refuses_invalid_limits() {
         "{err}"
     );
     let err = CodeExecutionTool::builder()
-        .supervisor(common::BIN)
+        .supervisor(common::bin())
         .timeout(Duration::ZERO)
         .build()
         .unwrap_err();
@@ -131,7 +131,7 @@ fn builder_refuses_invalid_limits() {
         "{err}"
     );
     let err = CodeExecutionTool::builder()
-        .supervisor(common::BIN)
+        .supervisor(common::bin())
         .cpu_limit(-1.0)
         .build()
         .unwrap_err();

@@ -147,9 +147,7 @@ native_test!(leftover_processes_die_with_the_main_process, {
 });
 
 native_test!(memory_bomb_is_a_memory_limit, {
-    if !cgroups_or_skip("memory_bomb_is_a_memory_limit") {
-        return;
-    }
+    // With a cgroup the OOM killer stops it; without, the per-process fallback does.
     let (r, status) = run_native(
         "x = []\nwhile True: x.append(bytearray(10 * 1024 * 1024))",
         &["--memory", "64", "--timeout", "20"],
@@ -265,9 +263,7 @@ native_test!(fork_bomb_is_contained, {
 });
 
 native_test!(thread_bomb_is_contained, {
-    if !cgroups_or_skip("thread_bomb_is_contained") {
-        return;
-    }
+    // With a cgroup pids.max stops it; without, RLIMIT_NPROC does.
     let code = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('capped', n < 64)\n";
     let (r, status) = run_native(code, &["--pids", "20", "--timeout", "10"]);
     assert_eq!(status, 0, "{r}");
@@ -348,10 +344,10 @@ for d in ['/tmp', '/dev/shm']:
         r["error_type"] == "MemoryLimit" || output(&r).contains("/tmp full after"),
         "{r}"
     );
-    assert!(
-        !output(&r).contains("full after 6"),
-        "over 64 MB written: {r}"
-    );
+    for line in output(&r).lines() {
+        let mb: u64 = line.split_whitespace().nth(3).unwrap().parse().unwrap();
+        assert!(mb <= 64, "more than the 64 MB limit written: {line}");
+    }
     assert_host_clean("native_fill");
 });
 
@@ -410,7 +406,8 @@ native_test!(symlinks_lead_nowhere_on_the_host, {
 native_test!(fds_of_the_caller_do_not_leak_in, {
     // A shell opens fd 7 without close-on-exec and execs code-exec with it.
     let script = format!(
-        "exec 7</etc/hostname; exec {BIN} run --json --sandbox native -c \"import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\""
+        "exec 7</etc/hostname; exec {} run --json --sandbox native -c \"import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\"",
+        bin()
     );
     let out = std::process::Command::new("sh")
         .args(["-c", &script])

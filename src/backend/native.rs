@@ -124,6 +124,10 @@ impl NativeBackend {
         };
         let _cleanup = CgroupGuard(cgroup.clone());
         let (outside_uid, outside_gid) = host_ids(n);
+        let private_fs_bytes = match cgroup {
+            Some(_) => limits.memory_mb.bytes(),
+            None => limits.memory_mb.bytes() / 4,
+        };
         let root = outside_uid != crate::sys::effective_uid();
         let config = SandboxConfig {
             program: self.interpreter.path().to_owned(),
@@ -148,11 +152,17 @@ impl NativeBackend {
             outside_uid,
             outside_gid,
             rlimit_data_bytes: cgroup.is_none().then(|| limits.memory_mb.bytes()),
-            // RLIMIT_NPROC counts per host uid: a fallback only when the uid is the sandbox's own.
-            rlimit_nproc: (cgroup.is_none() && root).then(|| u64::from(limits.pids.get())),
+            // RLIMIT_NPROC counts every process of the host uid: exact when the uid is the
+            // sandbox's own (root), else on top of what the user already runs.
+            rlimit_nproc: cgroup.is_none().then(|| {
+                let already = if root { 0 } else { processes_of(outside_uid) };
+                u64::from(limits.pids.get()) + already
+            }),
+            // With a cgroup, tmpfs pages are charged to it and the memory limit bounds them
+            // all; without one, the private filesystems share the memory budget.
+            tmp_bytes: private_fs_bytes,
+            work_bytes: private_fs_bytes,
             cgroup,
-            tmp_bytes: limits.memory_mb.bytes(),
-            work_bytes: limits.memory_mb.bytes(),
             sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
         };
         let config_json = serde_json::to_string(&config)
@@ -205,6 +215,35 @@ fn host_ids(run: u64) -> (u32, u32) {
     let seed = (u64::from(std::process::id()) << 20) ^ run ^ nanos;
     let id = HOST_UID_BASE + (mix(seed) % u64::from(HOST_UID_RANGE)) as u32;
     (id, id)
+}
+
+/// How many processes and threads the host uid `uid` runs now (what RLIMIT_NPROC counts).
+fn processes_of(uid: u32) -> u64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
+        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+        .filter(|status| {
+            status.lines().any(|l| {
+                l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some(&uid.to_string())
+            })
+        })
+        .map(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("Threads:"))
+                .and_then(|n| n.trim().parse::<u64>().ok())
+                .unwrap_or(1)
+        })
+        .sum()
 }
 
 /// A small integer hash (splitmix64's finaliser) to spread uids over the range.

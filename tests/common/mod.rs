@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_code-exec");
+/// The `code-exec` binary under test: `$CODE_EXEC_BIN` when set (CI copies the binaries to
+/// a place an unprivileged user can reach), else the one cargo built.
+pub fn bin() -> String {
+    std::env::var("CODE_EXEC_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_code-exec").to_owned())
+}
 
 /// The outcome of one `code-exec` invocation.
 pub struct Run {
@@ -41,7 +45,7 @@ pub fn code_exec(args: &[&str]) -> Run {
 
 /// Runs `code-exec ARGS` with optional stdin bytes and extra environment variables.
 pub fn code_exec_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(BIN);
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .envs(env.iter().copied())
         .stdin(if stdin.is_some() {
@@ -158,6 +162,12 @@ pub fn python() -> PathBuf {
         .to_owned()
 }
 
+/// Reports a skipped test on the real stderr, past the test harness's output capture.
+pub fn skip_loudly(test: &str, reason: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
+}
+
 /// Whether the native sandbox can run here. Under `CI=true` a missing capability fails the
 /// test; elsewhere the test is skipped, loudly, with the reason.
 pub fn native_sandbox_or_skip(test: &str) -> bool {
@@ -172,7 +182,7 @@ pub fn native_sandbox_or_skip(test: &str) -> bool {
     if std::env::var("CI").as_deref() == Ok("true") {
         panic!("{test}: {reason}");
     }
-    eprintln!("SKIPPED {test}: {reason}");
+    skip_loudly(test, &reason);
     false
 }
 
@@ -190,7 +200,7 @@ pub fn cgroups_or_skip(test: &str) -> bool {
             if root && std::env::var("CI").as_deref() == Ok("true") {
                 panic!("{test}: cgroups unavailable as root: {err}");
             }
-            eprintln!("SKIPPED {test}: cgroups unavailable to this user: {err}");
+            skip_loudly(test, &format!("cgroups unavailable to this user: {err}"));
             false
         }
     }
