@@ -13,6 +13,7 @@
 
 pub mod backend;
 pub mod cgroup;
+pub mod doctor;
 pub mod interpreter;
 pub mod limits;
 pub mod result;
@@ -22,11 +23,13 @@ pub mod syntax;
 mod sys;
 pub mod tool;
 
+pub use backend::native::SandboxUsage;
 pub use backend::{Backend, BackendKind, ExecutionRequest};
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use result::{ErrorType, ExecutionResult, Sample};
 pub use syntax::{PythonVersion, SyntaxCheck, SyntaxProblem};
 pub use tool::{
-    CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, ToolBuilder, ToolError,
+    CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, SandboxExecutor, ToolBuilder,
+    ToolError,
 };

@@ -41,6 +41,15 @@ enum Command {
     Run(Box<RunArgs>),
     /// Check Python syntax without running anything.
     Check(CheckArgs),
+    /// Say what this host supports and which backends and limits work here.
+    Doctor(DoctorArgs),
+}
+
+#[derive(Args)]
+struct DoctorArgs {
+    /// Print exactly one JSON object.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Args)]
@@ -128,6 +137,7 @@ fn main() -> ExitCode {
     let outcome = match cli.command {
         Command::Run(args) => run(*args),
         Command::Check(args) => check(args),
+        Command::Doctor(args) => doctor(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -314,6 +324,21 @@ fn check(args: CheckArgs) -> Result<u8> {
         print_stdout(b"valid\n");
     }
     Ok(if check.valid { 0 } else { EXIT_FAILED })
+}
+
+fn doctor(args: DoctorArgs) -> Result<u8> {
+    let report = code_execution_tool::doctor::diagnose(None);
+    if args.json {
+        print_stdout(format!("{}\n", serde_json::to_string(&report)?).as_bytes());
+    } else {
+        print_stdout(report.to_text().as_bytes());
+    }
+    // Usable when at least the default backend works.
+    Ok(if report.backends.iter().any(|b| b.ok) {
+        0
+    } else {
+        EXIT_FAILED
+    })
 }
 
 fn parse_target(text: Option<&str>) -> Result<Option<PythonVersion>> {

@@ -4,12 +4,12 @@
 //! Every execution passes here: size cap, then syntax validation, then the backend.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::backend::native::NativeBackend;
+use crate::backend::native::{NativeBackend, NativeSandbox, SandboxUsage};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, ExecutionRequest};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -32,6 +32,8 @@ pub enum ToolError {
     Supervisor(String),
     #[error("the native sandbox cannot run here: {0}")]
     Sandbox(String),
+    #[error("persistent sandboxes need the native backend; this tool uses {0}")]
+    NoPersistentSandboxes(BackendKind),
     #[error(
         "the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)"
     )]
@@ -121,15 +123,21 @@ impl ToolBuilder {
             Some(path) => Ok(SupervisorBinary::at(path)),
             None => SupervisorBinary::locate().map_err(ToolError::Supervisor),
         };
+        let mut native = None;
         let backend: Arc<dyn Backend> = match self.backend {
             BackendKind::None => Arc::new(NoneBackend::new(interpreter, supervisor()?)),
-            BackendKind::Native => Arc::new(
-                NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
-            ),
+            BackendKind::Native => {
+                let backend = Arc::new(
+                    NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
+                );
+                native = Some(Arc::clone(&backend));
+                backend
+            }
             other => return Err(ToolError::BackendUnavailable(other)),
         };
         Ok(CodeExecutionTool {
             backend,
+            native,
             limits,
             target,
             monitor_interval: self.monitor_interval,
@@ -141,6 +149,8 @@ impl ToolBuilder {
 #[derive(Clone)]
 pub struct CodeExecutionTool {
     backend: Arc<dyn Backend>,
+    /// The same backend, typed, when it is the native sandbox (persistent sandboxes need it).
+    native: Option<Arc<NativeBackend>>,
     limits: Limits,
     target: PythonVersion,
     monitor_interval: Duration,
@@ -206,18 +216,8 @@ impl CodeExecutionTool {
         stdin: Option<&[u8]>,
         monitor: Option<Duration>,
     ) -> Result<ExecutionResult, ExecuteError> {
-        let max = self.limits.max_code_bytes.as_usize();
-        if code.len() > max {
-            return Err(ExecuteError::CodeTooLarge {
-                size: code.len(),
-                max,
-            });
-        }
-        if let Err(problem) = syntax::validate(code, self.target) {
-            return Ok(ExecutionResult::syntax_error(
-                self.backend.kind().as_str(),
-                &problem,
-            ));
+        if let Err(rejected) = self.admit(code)? {
+            return Ok(rejected);
         }
         Ok(self.backend.execute(&ExecutionRequest {
             code,
@@ -246,6 +246,139 @@ impl CodeExecutionTool {
     pub fn validate_syntax(&self, code: &str) -> Result<(), SyntaxProblem> {
         syntax::validate(code.as_bytes(), self.target)
     }
+
+    /// Size cap, then syntax: the checks every execution passes before any backend.
+    fn admit(&self, code: &[u8]) -> Result<Result<(), ExecutionResult>, ExecuteError> {
+        let max = self.limits.max_code_bytes.as_usize();
+        if code.len() > max {
+            return Err(ExecuteError::CodeTooLarge {
+                size: code.len(),
+                max,
+            });
+        }
+        Ok(syntax::validate(code, self.target).map_err(|problem| {
+            ExecutionResult::syntax_error(self.backend.kind().as_str(), &problem)
+        }))
+    }
+
+    /// Creates a persistent sandbox with this tool's limits (the seed's `SandboxExecutor`):
+    /// many executions, files in `/work` kept between them, processes not.
+    pub fn create_sandbox(&self) -> Result<SandboxExecutor, ToolError> {
+        let native = self
+            .native
+            .as_ref()
+            .ok_or(ToolError::NoPersistentSandboxes(self.backend.kind()))?;
+        let sandbox = native
+            .create_sandbox(self.limits)
+            .map_err(|e| ToolError::Sandbox(e.to_string()))?;
+        Ok(SandboxExecutor {
+            tool: self.clone(),
+            sandbox,
+            running: Mutex::new(()),
+            limits: Mutex::new(self.limits),
+        })
+    }
+}
+
+/// A persistent sandbox: run many executions in it, read its usage, change its limits live,
+/// clean it up (explicitly or on drop).
+#[derive(Debug)]
+pub struct SandboxExecutor {
+    tool: CodeExecutionTool,
+    sandbox: NativeSandbox,
+    /// Executions run one at a time; limits and usage do not wait for them.
+    running: Mutex<()>,
+    limits: Mutex<Limits>,
+}
+
+impl SandboxExecutor {
+    /// Validates and runs `code` in the sandbox (the seed's name).
+    pub fn execute_in_container(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
+        self.run(code.as_bytes(), None, None)
+    }
+
+    /// Same as [`execute_in_container`](Self::execute_in_container).
+    pub fn execute(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
+        self.run(code.as_bytes(), None, None)
+    }
+
+    /// The general form: code as bytes, optional stdin, optional monitoring interval.
+    pub fn run(
+        &self,
+        code: &[u8],
+        stdin: Option<&[u8]>,
+        monitor: Option<Duration>,
+    ) -> Result<ExecutionResult, ExecuteError> {
+        if let Err(rejected) = self.tool.admit(code)? {
+            return Ok(rejected);
+        }
+        let _one_at_a_time = lock(&self.running);
+        let limits = *lock(&self.limits);
+        Ok(self.sandbox.execute(&ExecutionRequest {
+            code,
+            stdin,
+            limits,
+            monitor,
+        }))
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        *lock(&self.limits)
+    }
+
+    /// Changes memory and CPU limits, live: a running execution is held to them at once.
+    /// Both values are validated first; on error nothing changes.
+    pub fn update_limits(&self, memory_mb: u64, cpu: f64) -> Result<Limits, ToolError> {
+        let memory = MemoryMb::new(memory_mb)?;
+        let cpu = CpuFraction::new(cpu)?;
+        self.apply(|l| {
+            l.memory_mb = memory;
+            l.cpu = cpu;
+        })
+    }
+
+    /// Changes the pids limit, live.
+    pub fn update_pids(&self, pids: u32) -> Result<Limits, ToolError> {
+        let pids = crate::limits::Pids::new(u64::from(pids))?;
+        self.apply(|l| l.pids = pids)
+    }
+
+    fn apply(&self, change: impl FnOnce(&mut Limits)) -> Result<Limits, ToolError> {
+        let mut limits = lock(&self.limits);
+        let mut next = *limits;
+        change(&mut next);
+        self.sandbox
+            .update_limits(&next)
+            .map_err(|e| ToolError::Sandbox(e.to_string()))?;
+        *limits = next;
+        Ok(next)
+    }
+
+    /// Whether limit changes reach a running execution (with a cgroup) or only the next one.
+    pub fn limits_apply_live(&self) -> bool {
+        self.sandbox.limits_apply_live()
+    }
+
+    pub fn get_resource_usage(&self) -> SandboxUsage {
+        self.sandbox.usage()
+    }
+
+    /// Removes the sandbox's processes, cgroup and files. Also done on drop.
+    pub fn cleanup(&self) {
+        self.sandbox.cleanup();
+    }
+
+    /// Whether any of the sandbox's host state still exists.
+    pub fn exists(&self) -> bool {
+        self.sandbox.exists()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The plain executor of the original tool: syntax check and a subprocess run with a timeout

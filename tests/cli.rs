@@ -669,3 +669,43 @@ fn run_directory_is_removed() {
     assert!(dir.contains("code-exec-"), "{dir}");
     assert!(!std::path::Path::new(&dir).exists(), "{dir} left behind");
 }
+
+#[test]
+fn doctor_reports_the_host_in_words_and_json() {
+    let run = code_exec(&["doctor", "--json"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    let report = run.json();
+    let names: Vec<&str> = report["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "python",
+            "user namespaces",
+            "cgroups",
+            "seccomp",
+            "landlock"
+        ]
+    );
+    let none = &report["backends"][0];
+    assert_eq!(
+        (none["name"].as_str(), none["ok"].as_bool()),
+        (Some("none"), Some(true)),
+        "{none}"
+    );
+    assert_eq!(
+        report["backends"][2]["ok"], false,
+        "docker is not in this version"
+    );
+    assert_eq!(report["native_limits"].as_array().unwrap().len(), 5);
+    let text = code_exec(&["doctor"]);
+    assert!(
+        text.stdout.contains("Backends\n") && text.stdout.contains("native"),
+        "{}",
+        text.stdout
+    );
+}

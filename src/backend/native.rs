@@ -4,13 +4,18 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use serde::Serialize;
 
 use super::supervised::{RUNNER, RunError, run_helper};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
+use crate::limits::Limits;
 use crate::result::ExecutionResult;
 use crate::sandbox::{CODE_PATH, Exposure, SANDBOX_ARG, SandboxConfig, WORK_DIR};
 use crate::supervisor::{REPORT_FD, SupervisorBinary};
@@ -58,7 +63,13 @@ pub struct NativeBackend {
     cgroups: Option<CgroupDriver>,
     /// Why there is no cgroup driver, when there is none.
     cgroup_problem: Option<String>,
-    runs: AtomicU64,
+}
+
+/// Run numbers are unique in the process (they name cgroups: `code-exec-<pid>-<n>`), whatever
+/// number of backends it holds.
+fn next_run_number() -> u64 {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    RUNS.fetch_add(1, Ordering::Relaxed)
 }
 
 impl NativeBackend {
@@ -84,7 +95,6 @@ impl NativeBackend {
             exposed,
             cgroups,
             cgroup_problem,
-            runs: AtomicU64::new(0),
         })
     }
 
@@ -95,8 +105,38 @@ impl NativeBackend {
             .ok_or(self.cgroup_problem.as_deref().unwrap_or("unknown"))
     }
 
+    fn new_cgroup(&self, n: u64, limits: &Limits) -> Result<Option<RunCgroup>, RunError> {
+        match &self.cgroups {
+            Some(driver) => driver
+                .create(
+                    &format!("code-exec-{}-{n}", std::process::id()),
+                    &cgroup_limits(limits),
+                )
+                .map(Some)
+                .map_err(|e| RunError::Supervisor(e.to_string())),
+            None => Ok(None),
+        }
+    }
+
+    /// A one-shot run: fresh cgroup, fresh uid, fresh tmpfs work directory.
     fn run(&self, request: &ExecutionRequest<'_>) -> Result<ExecutionResult, RunError> {
-        let n = self.runs.fetch_add(1, Ordering::Relaxed);
+        let n = next_run_number();
+        let cgroup = self.new_cgroup(n, &request.limits)?;
+        let _cleanup = CgroupGuard(cgroup.clone());
+        let place = Place {
+            cgroup: cgroup.as_ref(),
+            ids: host_ids(n),
+            work_dir: None,
+        };
+        self.run_in(&place, request)
+    }
+
+    /// Runs one execution in `place` (a one-shot run's, or a persistent sandbox's).
+    fn run_in(
+        &self,
+        place: &Place<'_>,
+        request: &ExecutionRequest<'_>,
+    ) -> Result<ExecutionResult, RunError> {
         let workspace = Workspace::create().map_err(RunError::Workspace)?;
         let code_file = workspace
             .write_code(request.code)
@@ -105,25 +145,9 @@ impl NativeBackend {
         let stdin = workspace
             .stdin(request.stdin)
             .map_err(RunError::Workspace)?;
-
         let limits = &request.limits;
-        let cgroup = match &self.cgroups {
-            Some(driver) => Some(
-                driver
-                    .create(
-                        &format!("code-exec-{}-{n}", std::process::id()),
-                        &CgroupLimits {
-                            memory_bytes: limits.memory_mb.bytes(),
-                            cpu: limits.cpu.get(),
-                            pids: limits.pids.get(),
-                        },
-                    )
-                    .map_err(|e| RunError::Supervisor(e.to_string()))?,
-            ),
-            None => None,
-        };
-        let _cleanup = CgroupGuard(cgroup.clone());
-        let (outside_uid, outside_gid) = host_ids(n);
+        let (outside_uid, outside_gid) = place.ids;
+        let cgroup = place.cgroup;
         let private_fs_bytes = match cgroup {
             Some(_) => limits.memory_mb.bytes(),
             None => limits.memory_mb.bytes() / 4,
@@ -162,7 +186,8 @@ impl NativeBackend {
             // all; without one, the private filesystems share the memory budget.
             tmp_bytes: private_fs_bytes,
             work_bytes: private_fs_bytes,
-            cgroup,
+            work_dir: place.work_dir.map(Path::to_owned),
+            cgroup: cgroup.cloned(),
             sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
         };
         let config_json = serde_json::to_string(&config)
@@ -176,7 +201,202 @@ impl NativeBackend {
             BackendKind::Native,
         )
     }
+
+    /// Creates a persistent sandbox: one cgroup, one host uid and one work directory for
+    /// many executions. Files in `/work` persist between its executions; processes do not.
+    pub fn create_sandbox(self: &Arc<Self>, limits: Limits) -> Result<NativeSandbox, RunError> {
+        let n = next_run_number();
+        let ids = host_ids(n);
+        let workspace = Workspace::create().map_err(RunError::Workspace)?;
+        let work_dir = workspace.subdir("work").map_err(RunError::Workspace)?;
+        // As root the work directory is a size- and inode-limited tmpfs owned by the
+        // sandbox's uid; an unprivileged user cannot mount on the host, so there it is a
+        // plain directory of the user's.
+        let work_mounted = ids.0 != crate::sys::effective_uid()
+            && crate::sys::mount::mount_fs(
+                "tmpfs",
+                &work_dir,
+                libc::MS_NOSUID | libc::MS_NODEV,
+                &format!(
+                    "size={},nr_inodes=16384,mode=700,uid={},gid={}",
+                    limits.memory_mb.bytes(),
+                    ids.0,
+                    ids.1
+                ),
+            )
+            .is_ok();
+        if !work_mounted && ids.0 != crate::sys::effective_uid() {
+            std::os::unix::fs::chown(&work_dir, Some(ids.0), Some(ids.1))
+                .map_err(RunError::Workspace)?;
+        }
+        let cgroup = match self.new_cgroup(n, &limits) {
+            Ok(cgroup) => cgroup,
+            Err(err) => {
+                if work_mounted {
+                    crate::sys::mount::unmount(&work_dir);
+                }
+                return Err(err);
+            }
+        };
+        Ok(NativeSandbox {
+            backend: Arc::clone(self),
+            workspace: Mutex::new(Some(workspace)),
+            work_dir,
+            work_mounted: AtomicBool::new(work_mounted),
+            cgroup: Mutex::new(cgroup),
+            ids,
+            totals: Mutex::new(Totals::default()),
+        })
+    }
 }
+
+/// Where an execution runs: its cgroup, host ids, and (for a persistent sandbox) work dir.
+struct Place<'a> {
+    cgroup: Option<&'a RunCgroup>,
+    ids: (u32, u32),
+    work_dir: Option<&'a Path>,
+}
+
+fn cgroup_limits(limits: &Limits) -> CgroupLimits {
+    CgroupLimits {
+        memory_bytes: limits.memory_mb.bytes(),
+        cpu: limits.cpu.get(),
+        pids: limits.pids.get(),
+    }
+}
+
+/// What a persistent sandbox has used, for hosts without cgroups (summed over executions).
+#[derive(Debug, Default)]
+struct Totals {
+    cpu_time_ms: f64,
+    peak_memory_mb: f64,
+    last_sample: Option<(Instant, f64)>,
+}
+
+/// Resource usage of a persistent sandbox, read from the host side.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SandboxUsage {
+    /// CPU use since the previous reading (as `docker stats` computes it), in percent of one core.
+    pub cpu_percent: f64,
+    pub memory_mb: f64,
+    pub peak_memory_mb: f64,
+    pub cpu_time_ms: f64,
+    pub pids: u32,
+}
+
+/// A persistent native sandbox. Every method takes `&self`: limits can be changed and usage
+/// read while an execution runs. Dropping it cleans it up.
+#[derive(Debug)]
+pub struct NativeSandbox {
+    backend: Arc<NativeBackend>,
+    workspace: Mutex<Option<Workspace>>,
+    work_dir: PathBuf,
+    work_mounted: AtomicBool,
+    cgroup: Mutex<Option<RunCgroup>>,
+    ids: (u32, u32),
+    totals: Mutex<Totals>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl NativeSandbox {
+    /// Runs one execution in this sandbox.
+    pub fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
+        if lock(&self.workspace).is_none() {
+            return ExecutionResult::sandbox_error(
+                BackendKind::Native.as_str(),
+                "this sandbox has been cleaned up".into(),
+            );
+        }
+        let cgroup = lock(&self.cgroup).clone();
+        let place = Place {
+            cgroup: cgroup.as_ref(),
+            ids: self.ids,
+            work_dir: Some(&self.work_dir),
+        };
+        let result = self.backend.run_in(&place, request).unwrap_or_else(|err| {
+            ExecutionResult::sandbox_error(BackendKind::Native.as_str(), err.to_string())
+        });
+        let mut totals = lock(&self.totals);
+        totals.cpu_time_ms += result.cpu_time_ms;
+        totals.peak_memory_mb = totals.peak_memory_mb.max(result.peak_memory_mb);
+        result
+    }
+
+    /// Applies new limits at once, to a running execution too (cgroup); without a cgroup the
+    /// per-process fallbacks take them from the next execution on.
+    pub fn update_limits(&self, limits: &Limits) -> Result<(), RunError> {
+        match &*lock(&self.cgroup) {
+            Some(cgroup) => cgroup
+                .set_limits(&cgroup_limits(limits))
+                .map_err(|e| RunError::Supervisor(e.to_string())),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether new limits reach running executions (true with a cgroup).
+    pub fn limits_apply_live(&self) -> bool {
+        lock(&self.cgroup).is_some()
+    }
+
+    pub fn usage(&self) -> SandboxUsage {
+        let cgroup_usage = lock(&self.cgroup).as_ref().map(RunCgroup::usage);
+        let mut totals = lock(&self.totals);
+        let (cpu_time_ms, memory_mb, peak_memory_mb, pids) = match cgroup_usage {
+            Some(u) => (
+                u.cpu_time_ns as f64 / 1e6,
+                u.memory_bytes as f64 / MIB,
+                u.peak_memory_bytes as f64 / MIB,
+                u.pids,
+            ),
+            None => (totals.cpu_time_ms, 0.0, totals.peak_memory_mb, 0),
+        };
+        let now = Instant::now();
+        let cpu_percent = match totals.last_sample {
+            Some((at, cpu)) if now > at => {
+                ((cpu_time_ms - cpu) / now.duration_since(at).as_secs_f64() / 10.0).max(0.0)
+            }
+            _ => 0.0,
+        };
+        totals.last_sample = Some((now, cpu_time_ms));
+        SandboxUsage {
+            cpu_percent,
+            memory_mb,
+            peak_memory_mb,
+            cpu_time_ms,
+            pids,
+        }
+    }
+
+    /// Removes everything: processes, cgroup, work directory. Idempotent.
+    pub fn cleanup(&self) {
+        if let Some(cgroup) = lock(&self.cgroup).take() {
+            cgroup.remove();
+        }
+        if self.work_mounted.swap(false, Ordering::SeqCst) {
+            crate::sys::mount::unmount(&self.work_dir);
+        }
+        lock(&self.workspace).take();
+    }
+
+    /// Whether any of the sandbox's host state still exists.
+    pub fn exists(&self) -> bool {
+        lock(&self.workspace).is_some()
+            || lock(&self.cgroup).as_ref().is_some_and(RunCgroup::exists)
+    }
+}
+
+impl Drop for NativeSandbox {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
 
 /// Removes the run's cgroup however the run ends.
 struct CgroupGuard(Option<RunCgroup>);

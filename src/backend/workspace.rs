@@ -11,6 +11,7 @@ use tempfile::TempDir;
 const PREFIX: &str = "code-exec-";
 
 /// A run's private directory, removed on drop.
+#[derive(Debug)]
 pub(crate) struct Workspace {
     dir: TempDir,
 }
@@ -71,6 +72,8 @@ pub(crate) fn reap_stale() {
         };
         let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
         if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
+            // A persistent sandbox's work directory may be a tmpfs mounted on the host.
+            crate::sys::mount::unmount(&entry.path().join("work"));
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }

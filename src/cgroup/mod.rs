@@ -218,6 +218,14 @@ impl RunCgroup {
         }
     }
 
+    /// Starts a new peak-memory measurement where the kernel allows it (v1; on v2 the peak
+    /// stays the cgroup's lifetime peak).
+    pub fn reset_peak(&self) {
+        if let RunCgroup::V1(d) = self {
+            let _ = write_file(&d.memory.join("memory.max_usage_in_bytes"), "0");
+        }
+    }
+
     /// SIGKILLs every process in the cgroup.
     pub fn kill_all(&self) {
         match self {

@@ -75,6 +75,8 @@ pub struct SandboxConfig {
     /// Sizes of the private tmpfs mounts.
     pub tmp_bytes: u64,
     pub work_bytes: u64,
+    /// A host directory to use as `/work` (a persistent sandbox's), instead of a fresh tmpfs.
+    pub work_dir: Option<PathBuf>,
     pub sample_interval_ms: Option<u64>,
 }
 
@@ -133,6 +135,11 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
         let _ = sys::point_at_dev_null(fd);
     }
 
+    // A persistent sandbox's cgroup outlives runs: this run's figures are differences.
+    let before = config.cgroup.as_ref().map(|cg| {
+        cg.reset_peak();
+        cg.usage()
+    });
     let setup = (|| -> Result<(), String> {
         write_id_maps(init_pid, config.outside_uid, config.outside_gid)?;
         if let Some(cgroup) = &config.cgroup {
@@ -186,10 +193,11 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
         let (cpu, peak, oom) = match &config.cgroup {
             Some(cgroup) => {
                 let usage = cgroup.usage();
+                let before = before.unwrap_or_default();
                 (
-                    Duration::from_nanos(usage.cpu_time_ns),
+                    Duration::from_nanos(usage.cpu_time_ns.saturating_sub(before.cpu_time_ns)),
                     usage.peak_memory_bytes,
-                    usage.oom_kills > 0,
+                    usage.oom_kills > before.oom_kills,
                 )
             }
             None => {

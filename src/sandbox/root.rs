@@ -72,6 +72,7 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
             sources.push((exposure, open_path(path)?));
         }
     }
+    let work_source = config.work_dir.as_deref().map(open_path).transpose()?;
     let devices: Vec<(&str, OwnedFd)> = DEVICES
         .iter()
         .map(|d| Ok((*d, open_path(&Path::new("/dev").join(d))?)))
@@ -170,12 +171,15 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
     };
     private_tmpfs("dev/shm", config.tmp_bytes, "1777", libc::MS_NOEXEC)?;
     private_tmpfs("tmp", config.tmp_bytes, "1777", 0)?;
-    private_tmpfs(
-        super::WORK_DIR.trim_start_matches('/'),
-        config.work_bytes,
-        "700",
-        0,
-    )?;
+    let work = super::WORK_DIR.trim_start_matches('/');
+    match &work_source {
+        // A persistent sandbox's work directory (owned by the sandbox's host uid).
+        Some(fd) => {
+            std::fs::create_dir_all(work)?;
+            bind(&fd_path(fd), Path::new(work), ATTR_NOSUID | ATTR_NODEV)?;
+        }
+        None => private_tmpfs(work, config.work_bytes, "700", 0)?,
+    }
 
     let code_path = inside(Path::new(CODE_PATH));
     if let Some(parent) = code_path.parent() {

@@ -5,4 +5,5 @@ pub mod isolation;
 pub mod mount;
 mod process;
 
+pub use isolation::landlock_abi;
 pub use process::*;

@@ -229,21 +229,31 @@ pub fn assert_host_clean(tag: &str) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let leaked: Vec<&str> = mounts
+        .lines()
+        .filter(|line| {
+            line.split('/')
+                .any(|part| part.starts_with("code-exec-") && creator_is_gone(part))
+        })
+        .collect();
     assert!(
-        !mounts.contains("code-exec"),
-        "a sandbox mount leaked to the host:\n{mounts}"
+        leaked.is_empty(),
+        "sandbox mounts leaked to the host: {leaked:?}"
     );
+}
+
+/// Whether the process named in `code-exec-<pid>-…` no longer exists.
+fn creator_is_gone(name: &str) -> bool {
+    name.strip_prefix("code-exec-")
+        .and_then(|r| r.split('-').next())
+        .and_then(|p| p.parse::<u32>().ok())
+        .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
 }
 
 /// Run cgroups and run directories whose creating process no longer exists.
 fn leftover_run_state() -> Vec<PathBuf> {
     let mut found = Vec::new();
-    let dead = |name: &str| -> bool {
-        name.strip_prefix("code-exec-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-            .is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists())
-    };
+    let dead = creator_is_gone;
     let scan = |dir: PathBuf, depth: usize, found: &mut Vec<PathBuf>| {
         let mut stack = vec![(dir, depth)];
         while let Some((dir, depth)) = stack.pop() {

@@ -1,0 +1,156 @@
+//! Persistent native sandboxes (the seed's `SandboxExecutor`): many executions, files kept,
+//! processes not, usage read from outside, limits changed live, nothing left after cleanup.
+
+mod common;
+
+use std::time::Duration;
+
+use code_execution_tool::{BackendKind, CodeExecutionTool, ErrorType, SandboxExecutor};
+use common::*;
+
+/// These tests look at host-wide state (mounts, cgroups) of this very process: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn sandbox(memory_mb: u64) -> Option<SandboxExecutor> {
+    if !native_sandbox_or_skip("persistent sandbox") {
+        return None;
+    }
+    let tool = CodeExecutionTool::builder()
+        .backend(BackendKind::Native)
+        .supervisor(bin())
+        .memory_limit_mb(memory_mb)
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("native tool");
+    Some(tool.create_sandbox().expect("create a sandbox"))
+}
+
+#[test]
+fn files_persist_between_executions_and_processes_do_not() {
+    let _serial = serial();
+    let Some(sb) = sandbox(128) else { return };
+    let tag = marker("persistent");
+    let first = sb
+        .execute(&format!(
+            "import subprocess\nopen('/work/notes.txt', 'w').write('kept')\nopen('/tmp/scratch', 'w').write('gone')\nsubprocess.Popen(['sh', '-c', 'exec -a {tag} sleep 300'], start_new_session=True)\nprint('written')"
+        ))
+        .unwrap();
+    assert!(first.success, "{first:?}");
+    assert_no_survivors(&tag);
+    let second = sb
+        .execute("import os\nprint(open('/work/notes.txt').read(), os.path.exists('/tmp/scratch'))")
+        .unwrap();
+    assert_eq!(second.output, "kept False\n", "{second:?}");
+    for i in 0..3 {
+        let r = sb.execute(&format!("print({i})")).unwrap();
+        assert_eq!(r.output, format!("{i}\n"));
+    }
+    sb.cleanup();
+    assert!(!sb.exists());
+    assert_host_clean(&tag);
+    let after = sb.execute("print(1)").unwrap();
+    assert_eq!(after.error_type, Some(ErrorType::SandboxError), "{after:?}");
+}
+
+#[test]
+fn usage_is_read_from_outside() {
+    let _serial = serial();
+    let Some(sb) = sandbox(256) else { return };
+    if !cgroups_or_skip("usage_is_read_from_outside") {
+        return;
+    }
+    let r = sb
+        .execute("x = bytearray(60 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ns = 0\nfor i in range(3 * 10**6): s += i")
+        .unwrap();
+    assert!(r.success, "{r:?}");
+    let usage = sb.get_resource_usage();
+    assert!(usage.cpu_time_ms > 50.0, "{usage:?}");
+    assert!(usage.peak_memory_mb > 55.0, "{usage:?}");
+    assert_eq!(usage.pids, 0, "nothing runs between executions: {usage:?}");
+    let json = serde_json::to_value(usage).unwrap();
+    for key in [
+        "cpu_percent",
+        "memory_mb",
+        "peak_memory_mb",
+        "cpu_time_ms",
+        "pids",
+    ] {
+        assert!(json.get(key).is_some(), "{key}");
+    }
+}
+
+#[test]
+fn raised_limits_apply_to_the_next_execution() {
+    let _serial = serial();
+    let Some(sb) = sandbox(64) else { return };
+    let alloc =
+        "x = bytearray(150 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nprint('ok')";
+    let r = sb.execute(alloc).unwrap();
+    assert_eq!(r.error_type, Some(ErrorType::MemoryLimit), "{r:?}");
+    let limits = sb.update_limits(512, 1.0).unwrap();
+    assert_eq!(limits.memory_mb.get(), 512);
+    let r = sb.execute(alloc).unwrap();
+    assert!(
+        r.success,
+        "the allocation above the old limit succeeds now: {r:?}"
+    );
+    // Invalid values change nothing.
+    assert!(sb.update_limits(0, 1.0).is_err());
+    assert!(sb.update_limits(256, f64::NAN).is_err());
+    assert_eq!(sb.limits().memory_mb.get(), 512);
+}
+
+#[test]
+fn lowered_limits_reach_a_running_execution() {
+    let _serial = serial();
+    let Some(sb) = sandbox(512) else { return };
+    if !cgroups_or_skip("lowered_limits_reach_a_running_execution") {
+        return;
+    }
+    assert!(sb.limits_apply_live());
+    std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            sb.execute("import time\ntime.sleep(1.5)\nx = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nprint('allocated')")
+                .unwrap()
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        // Usage can be read while the execution runs.
+        let during = sb.get_resource_usage();
+        assert!(
+            during.pids >= 1,
+            "the running execution is visible: {during:?}"
+        );
+        sb.update_limits(64, 0.5).unwrap();
+        let r = running.join().unwrap();
+        assert_eq!(r.error_type, Some(ErrorType::MemoryLimit), "{r:?}");
+    });
+}
+
+#[test]
+fn dropping_the_sandbox_cleans_up() {
+    let _serial = serial();
+    let Some(sb) = sandbox(128) else { return };
+    let r = sb.execute("open('/work/f', 'w').write('x')").unwrap();
+    assert!(r.success, "{r:?}");
+    drop(sb);
+    assert_host_clean("persistent_drop");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let ours = format!("code-exec-{}-", std::process::id());
+    assert!(!mounts.contains(&ours), "a work mount survived:\n{mounts}");
+    let cgroups = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("find /sys/fs/cgroup -maxdepth 5 -name '{ours}*' 2>/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        cgroups.stdout.is_empty(),
+        "a cgroup survived: {}",
+        String::from_utf8_lossy(&cgroups.stdout)
+    );
+}
