@@ -1,9 +1,9 @@
 //! Start-up cost of one `print(1)` through code-exec, against bare `python3 -I -c 'print(1)'`
-//! with the same interpreter, measured in the same run (pairs alternate, so drift cancels).
+//! with the same interpreter, measured in the same run (runs alternate, so drift cancels).
 //!
-//!     cargo bench --bench startup
+//!     cargo bench --bench startup            (BENCH_PAIRS=N to change the number of rounds)
 //!
-//! Prints median wall times, the median of per-pair ratios, and throughput with 2 in parallel.
+//! Prints median wall times, the median of per-round ratios, and throughput with 2 in parallel.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-fn time_command(program: &str, args: &[&str]) -> Duration {
+fn time_command(program: &str, args: &[&str]) -> f64 {
     let started = Instant::now();
     let status = Command::new(program)
         .args(args)
@@ -27,7 +27,14 @@ fn time_command(program: &str, args: &[&str]) -> Duration {
         .status()
         .expect("run");
     assert!(status.success(), "{program} {args:?} failed");
-    started.elapsed()
+    started.elapsed().as_secs_f64() * 1000.0
+}
+
+fn time_tool(tool: &CodeExecutionTool) -> f64 {
+    let started = Instant::now();
+    let r = tool.execute("print(1)").unwrap();
+    assert!(r.success && r.output == "1\n", "{r:?}");
+    started.elapsed().as_secs_f64() * 1000.0
 }
 
 /// Runs `job` from `workers` threads for `window`; returns completions per second.
@@ -47,12 +54,24 @@ fn throughput(workers: usize, window: Duration, job: impl Fn() + Sync) -> f64 {
     done.into_inner() as f64 / started.elapsed().as_secs_f64()
 }
 
+/// One measured way of running `print(1)`: its wall times and its ratios to bare Python.
+struct Series {
+    name: &'static str,
+    run: Box<dyn Fn() -> f64>,
+    times: Vec<f64>,
+    ratios: Vec<f64>,
+}
+
 fn main() {
-    let tool = CodeExecutionTool::builder()
-        .backend(BackendKind::None)
-        .supervisor(BIN)
-        .build()
-        .expect("tool");
+    let build = |kind| {
+        CodeExecutionTool::builder()
+            .backend(kind)
+            .supervisor(BIN)
+            .build()
+            .expect("tool (for native: see code-exec doctor)")
+    };
+    let none = build(BackendKind::None);
+    let native = build(BackendKind::Native);
     let python = code_execution_tool::Interpreter::discover().expect("python3");
     let python = python.path().to_str().unwrap().to_owned();
     let pairs: usize = std::env::var("BENCH_PAIRS")
@@ -60,53 +79,85 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(200);
 
+    let bare_cmd = {
+        let python = python.clone();
+        move || time_command(&python, &["-I", "-c", "print(1)"])
+    };
+    let (none_lib, native_lib) = (none.clone(), native.clone());
+    let mut series = vec![
+        Series {
+            name: "none backend (library)",
+            run: Box::new(move || time_tool(&none_lib)),
+            times: vec![],
+            ratios: vec![],
+        },
+        Series {
+            name: "none backend (CLI)",
+            run: Box::new(|| time_command(BIN, &["run", "--sandbox", "none", "-c", "print(1)"])),
+            times: vec![],
+            ratios: vec![],
+        },
+        Series {
+            name: "native (library)",
+            run: Box::new(move || time_tool(&native_lib)),
+            times: vec![],
+            ratios: vec![],
+        },
+        Series {
+            name: "native (CLI)",
+            run: Box::new(|| time_command(BIN, &["run", "--sandbox", "native", "-c", "print(1)"])),
+            times: vec![],
+            ratios: vec![],
+        },
+    ];
     // Warm the page cache and the interpreter's imports.
     for _ in 0..10 {
-        time_command(&python, &["-I", "-c", "print(1)"]);
-        assert!(tool.execute("print(1)").unwrap().success);
+        bare_cmd();
+        for s in &series {
+            (s.run)();
+        }
     }
-    let (mut bare, mut lib, mut cli) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut lib_ratio, mut cli_ratio) = (Vec::new(), Vec::new());
+    let mut bare = Vec::new();
     for _ in 0..pairs {
-        let b = time_command(&python, &["-I", "-c", "print(1)"]).as_secs_f64() * 1000.0;
-        let started = Instant::now();
-        let r = tool.execute("print(1)").unwrap();
-        assert!(r.success && r.output == "1\n");
-        let l = started.elapsed().as_secs_f64() * 1000.0;
-        let c = time_command(BIN, &["run", "--sandbox", "none", "-c", "print(1)"]).as_secs_f64()
-            * 1000.0;
+        let b = bare_cmd();
         bare.push(b);
-        lib.push(l);
-        cli.push(c);
-        lib_ratio.push(l / b);
-        cli_ratio.push(c / b);
+        for s in &mut series {
+            let t = (s.run)();
+            s.times.push(t);
+            s.ratios.push(t / b);
+        }
+    }
+    println!("print(1), {pairs} rounds, interpreter {python}");
+    println!(
+        "  bare python3 -I -c       median {:7.2} ms",
+        median(&mut bare)
+    );
+    for s in &mut series {
+        println!(
+            "  {:<24} median {:7.2} ms   median ratio vs bare {:.2}x",
+            s.name,
+            median(&mut s.times),
+            median(&mut s.ratios)
+        );
     }
     let window = Duration::from_secs(3);
     let bare_tp = throughput(2, window, || {
-        time_command(&python, &["-I", "-c", "print(1)"]);
+        bare_cmd();
     });
-    let lib_tp = throughput(2, window, || {
-        assert!(tool.execute("print(1)").unwrap().success);
+    let none_tp = throughput(2, window, || {
+        time_tool(&none);
     });
-
-    println!("print(1), {pairs} alternating pairs, interpreter {python}");
+    let native_tp = throughput(2, window, || {
+        time_tool(&native);
+    });
+    println!("throughput, 2 in parallel for {} s:", window.as_secs());
+    println!("  bare python3 -I -c       {bare_tp:6.1}/s");
     println!(
-        "  bare python3 -I -c     median {:7.2} ms",
-        median(&mut bare)
+        "  none backend (library)   {none_tp:6.1}/s   ratio {:.2}x",
+        none_tp / bare_tp
     );
     println!(
-        "  none backend (library) median {:7.2} ms   median ratio vs bare {:.2}x",
-        median(&mut lib),
-        median(&mut lib_ratio)
-    );
-    println!(
-        "  none backend (CLI)     median {:7.2} ms   median ratio vs bare {:.2}x",
-        median(&mut cli),
-        median(&mut cli_ratio)
-    );
-    println!(
-        "throughput, 2 in parallel for {} s: bare {bare_tp:.1}/s, none backend (library) {lib_tp:.1}/s, ratio {:.2}x",
-        window.as_secs(),
-        lib_tp / bare_tp
+        "  native (library)         {native_tp:6.1}/s   ratio {:.2}x",
+        native_tp / bare_tp
     );
 }

@@ -476,6 +476,46 @@ fn mix(mut x: u64) -> u64 {
 /// What of the host the sandbox shows: system library paths and the interpreter's own
 /// directories, each once (paths inside an exposed directory are covered by it).
 fn exposures_for(interpreter: &Interpreter) -> Result<Vec<Exposure>, String> {
+    let mut candidates: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
+    candidates.push(interpreter.path().to_owned());
+    match conventional_layout(interpreter) {
+        Some(dirs) => candidates.extend(dirs),
+        None => candidates.extend(probe_layout(interpreter)?),
+    }
+    Ok(plan_exposures(candidates))
+}
+
+/// The interpreter's directories where a standard installation puts them
+/// (`<prefix>/lib/pythonX.Y`, Debian's `<prefix>/lib/python3`, `<prefix>/local/lib/pythonX.Y`),
+/// found without starting it; `None` when its standard library is not there.
+fn conventional_layout(interpreter: &Interpreter) -> Option<Vec<PathBuf>> {
+    let prefix = interpreter.path().parent()?.parent()?;
+    let version = interpreter.version();
+    let versioned = format!("python{}.{}", version.major, version.minor);
+    let stdlib = prefix.join("lib").join(&versioned);
+    if !stdlib.join("os.py").is_file() {
+        return None;
+    }
+    let mut dirs = vec![
+        stdlib,
+        prefix.join("lib64").join(&versioned),
+        prefix.join("lib").join("python3"),
+        prefix.join("local/lib").join(&versioned),
+    ];
+    // A shared-library build (pyenv, python.org) loads libpythonX.Y.so from <prefix>/lib.
+    if let Ok(entries) = std::fs::read_dir(prefix.join("lib")) {
+        dirs.extend(
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with("libpython"))
+                .map(|e| e.path()),
+        );
+    }
+    Some(dirs)
+}
+
+/// Asks the interpreter itself where its standard library and site-packages are.
+fn probe_layout(interpreter: &Interpreter) -> Result<Vec<PathBuf>, String> {
     let output = Command::new(interpreter.path())
         .args(["-I", "-c", LAYOUT_PROBE])
         .env_clear()
@@ -488,16 +528,12 @@ fn exposures_for(interpreter: &Interpreter) -> Result<Vec<Exposure>, String> {
                 interpreter.path().display()
             )
         })?;
-    let python_dirs: Vec<PathBuf> = serde_json::from_slice(&output.stdout).map_err(|e| {
+    serde_json::from_slice(&output.stdout).map_err(|e| {
         format!(
             "{} did not describe its layout: {e}",
             interpreter.path().display()
         )
-    })?;
-    let mut candidates: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
-    candidates.extend(python_dirs);
-    candidates.push(interpreter.path().to_owned());
-    Ok(plan_exposures(candidates))
+    })
 }
 
 /// Classifies existing candidates and drops those already covered by an exposed directory.

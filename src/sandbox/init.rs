@@ -29,8 +29,12 @@ pub(super) fn run(
             return Ok(1);
         }
         drop(go);
-        if config.cgroup.is_some() {
-            // Now inside the run cgroup: the sandbox sees it as its cgroup root.
+        if let Some(cgroup) = &config.cgroup {
+            // Before anything else runs here; still the host identity that owns the cgroup
+            // files. Then the sandbox sees its cgroup as its cgroup root.
+            cgroup
+                .join_self()
+                .map_err(|e| std::io::Error::other(format!("joining the run cgroup: {e}")))?;
             isolation::unshare(libc::CLONE_NEWCGROUP)?;
         }
         isolation::set_hostname(SANDBOX_HOSTNAME)?;

@@ -141,12 +141,8 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
         cg.usage()
     });
     let setup = (|| -> Result<(), String> {
+        // The init joins the run cgroup itself, first thing (see `RunCgroup::join_self`).
         write_id_maps(init_pid, config.outside_uid, config.outside_gid)?;
-        if let Some(cgroup) = &config.cgroup {
-            cgroup
-                .join(init_pid as u32)
-                .map_err(|e| format!("joining the run cgroup: {e}"))?;
-        }
         use std::io::Write;
         go_w.write_all(b"g")
             .map_err(|e| format!("starting the sandbox: {e}"))
