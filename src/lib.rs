@@ -24,7 +24,7 @@ mod sys;
 pub mod tool;
 
 pub use backend::native::SandboxUsage;
-pub use backend::{Backend, BackendKind, ExecutionRequest};
+pub use backend::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use result::{ErrorType, ExecutionResult, Sample};

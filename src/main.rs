@@ -69,8 +69,8 @@ struct Source {
 struct RunArgs {
     #[command(flatten)]
     source: Source,
-    /// none (plain subprocess, trusted code only), native or docker.
-    #[arg(long, default_value = "none")]
+    /// native (the Linux sandbox), none (plain subprocess, trusted code only) or docker.
+    #[arg(long, default_value = "native")]
     sandbox: String,
     /// Memory limit in MB [default: 128].
     #[arg(long, value_name = "MB", allow_hyphen_values = true)]
@@ -102,6 +102,9 @@ struct RunArgs {
     /// Print exactly one JSON object with the result.
     #[arg(long)]
     json: bool,
+    /// Refuse to run if any limit cannot be enforced for the whole run here.
+    #[arg(long)]
+    strict_limits: bool,
     /// Sample CPU and memory while the code runs.
     #[arg(long)]
     monitor: bool,
@@ -158,6 +161,7 @@ struct RunPlan {
     target: Option<PythonVersion>,
     monitor: Option<Duration>,
     json: bool,
+    strict_limits: bool,
 }
 
 fn plan_run(args: RunArgs) -> Result<RunPlan> {
@@ -222,6 +226,7 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         target,
         monitor: args.monitor.then_some(monitor_interval),
         json: args.json,
+        strict_limits: args.strict_limits,
     })
 }
 
@@ -229,7 +234,8 @@ fn run(args: RunArgs) -> Result<u8> {
     let plan = plan_run(args)?;
     let mut builder = CodeExecutionTool::builder()
         .backend(plan.backend)
-        .limits(plan.limits);
+        .limits(plan.limits)
+        .strict_limits(plan.strict_limits);
     if let Some(python) = &plan.python {
         builder = builder.python(python);
     }

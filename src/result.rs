@@ -5,6 +5,7 @@
 
 use serde::Serialize;
 
+use crate::backend::Enforcement;
 use crate::syntax::SyntaxProblem;
 
 /// Why an execution did not succeed. Serialized as the contract's `error_type` string.
@@ -76,6 +77,9 @@ pub struct ExecutionResult {
     pub column: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub monitoring: Option<Vec<Sample>>,
+    /// How each limit was enforced (`cgroup`, `host`, `per_process`, `not_enforced`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limits_enforced: Option<Enforcement>,
 }
 
 impl ExecutionResult {
@@ -97,6 +101,7 @@ impl ExecutionResult {
             line: None,
             column: None,
             monitoring: None,
+            limits_enforced: None,
         }
     }
 

@@ -11,7 +11,7 @@ use thiserror::Error;
 
 use crate::backend::native::{NativeBackend, NativeSandbox, SandboxUsage};
 use crate::backend::none::NoneBackend;
-use crate::backend::{Backend, BackendKind, ExecutionRequest};
+use crate::backend::{Backend, BackendKind, Enforced, ExecutionRequest};
 use crate::interpreter::{Interpreter, InterpreterError};
 use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
 use crate::result::ExecutionResult;
@@ -59,9 +59,17 @@ pub struct ToolBuilder {
     target_version: Option<PythonVersion>,
     supervisor: Option<PathBuf>,
     monitor_interval: Duration,
+    strict_limits: bool,
 }
 
 impl ToolBuilder {
+    /// Refuse to run (a `SandboxError` result) when any limit would not be enforced for the
+    /// whole run on this host.
+    pub fn strict_limits(mut self, strict: bool) -> Self {
+        self.strict_limits = strict;
+        self
+    }
+
     pub fn backend(mut self, backend: BackendKind) -> Self {
         self.backend = backend;
         self
@@ -141,6 +149,7 @@ impl ToolBuilder {
             limits,
             target,
             monitor_interval: self.monitor_interval,
+            strict_limits: self.strict_limits,
         })
     }
 }
@@ -154,6 +163,16 @@ pub struct CodeExecutionTool {
     limits: Limits,
     target: PythonVersion,
     monitor_interval: Duration,
+    strict_limits: bool,
+}
+
+fn describe(how: Enforced) -> &'static str {
+    match how {
+        Enforced::PerProcess => "only per process",
+        Enforced::NotEnforced => "not enforced",
+        Enforced::Cgroup => "cgroup",
+        Enforced::Host => "host",
+    }
 }
 
 impl std::fmt::Debug for CodeExecutionTool {
@@ -172,9 +191,10 @@ impl CodeExecutionTool {
         Self::builder().backend(backend).build()
     }
 
+    /// A builder; the backend defaults to the native sandbox.
     pub fn builder() -> ToolBuilder {
         ToolBuilder {
-            backend: BackendKind::None,
+            backend: BackendKind::Native,
             limits: Limits::default(),
             memory_limit_mb: None,
             cpu_limit: None,
@@ -183,6 +203,7 @@ impl CodeExecutionTool {
             target_version: None,
             supervisor: None,
             monitor_interval: DEFAULT_MONITOR_INTERVAL,
+            strict_limits: false,
         }
     }
 
@@ -219,12 +240,14 @@ impl CodeExecutionTool {
         if let Err(rejected) = self.admit(code)? {
             return Ok(rejected);
         }
-        Ok(self.backend.execute(&ExecutionRequest {
+        let mut result = self.backend.execute(&ExecutionRequest {
             code,
             stdin,
             limits: self.limits,
             monitor,
-        }))
+        });
+        result.limits_enforced = Some(self.backend.enforcement());
+        Ok(result)
     }
 
     /// Changes the memory and CPU limits of later executions. Both are validated first;
@@ -255,6 +278,22 @@ impl CodeExecutionTool {
                 size: code.len(),
                 max,
             });
+        }
+        if self.strict_limits {
+            let weak = self.backend.enforcement().weak();
+            if !weak.is_empty() {
+                let list: Vec<String> = weak
+                    .iter()
+                    .map(|(field, how)| format!("{field} ({})", describe(*how)))
+                    .collect();
+                return Ok(Err(ExecutionResult::sandbox_error(
+                    self.backend.kind().as_str(),
+                    format!(
+                        "--strict-limits: this host cannot enforce every limit for the whole run: {}; see `code-exec doctor`",
+                        list.join(", ")
+                    ),
+                )));
+            }
         }
         Ok(syntax::validate(code, self.target).map_err(|problem| {
             ExecutionResult::syntax_error(self.backend.kind().as_str(), &problem)
@@ -314,12 +353,14 @@ impl SandboxExecutor {
         }
         let _one_at_a_time = lock(&self.running);
         let limits = *lock(&self.limits);
-        Ok(self.sandbox.execute(&ExecutionRequest {
+        let mut result = self.sandbox.execute(&ExecutionRequest {
             code,
             stdin,
             limits,
             monitor,
-        }))
+        });
+        result.limits_enforced = Some(self.tool.backend.enforcement());
+        Ok(result)
     }
 
     /// The limits in force.

@@ -62,6 +62,7 @@ fn several_executions_reuse_one_tool() {
 #[test]
 fn execute_with_monitoring_collects_samples() {
     let tool = CodeExecutionTool::builder()
+        .backend(BackendKind::None)
         .supervisor(common::bin())
         .monitor_interval(Duration::from_millis(40))
         .build()

@@ -606,3 +606,23 @@ print('survived')
     assert_eq!(r["error_type"], "Crash", "{r}");
     assert_eq!(r["signal"], "SIGSYS", "{r}");
 });
+
+native_test!(strict_limits_follow_what_the_host_can_enforce, {
+    let (r, status) = run_native("print('ran')", &["--strict-limits"]);
+    match code_execution_tool::cgroup::CgroupDriver::detect() {
+        Ok(_) => {
+            assert_eq!(status, 0, "with cgroups every limit is enforced: {r}");
+            assert_eq!(r["limits_enforced"]["memory_mb"], "cgroup");
+            assert_eq!(r["limits_enforced"]["cpu"], "cgroup");
+            assert_eq!(r["limits_enforced"]["pids"], "cgroup");
+        }
+        Err(_) => {
+            assert_eq!(status, 3, "without cgroups cpu cannot be enforced: {r}");
+            assert!(
+                r["error"].as_str().unwrap().contains("cpu (not enforced)"),
+                "{r}"
+            );
+            assert_eq!(output(&r), "");
+        }
+    }
+});

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::supervised::{RUNNER, RunError, run_helper};
 use super::workspace::{self, Workspace};
-use super::{Backend, BackendKind, ExecutionRequest};
+use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
 use crate::limits::Limits;
@@ -412,6 +412,26 @@ impl Drop for CgroupGuard {
 impl Backend for NativeBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::Native
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        let (memory_mb, cpu, pids) = match self.cgroups {
+            Some(_) => (Enforced::Cgroup, Enforced::Cgroup, Enforced::Cgroup),
+            // RLIMIT_DATA per process; RLIMIT_NPROC counts the sandbox's uid, so it covers the
+            // whole run (exactly so as root, where the uid is the sandbox's own).
+            None => (
+                Enforced::PerProcess,
+                Enforced::NotEnforced,
+                Enforced::PerProcess,
+            ),
+        };
+        Enforcement {
+            memory_mb,
+            cpu,
+            pids,
+            timeout: Enforced::Host,
+            max_output_bytes: Enforced::Host,
+        }
     }
 
     fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {

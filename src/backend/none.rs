@@ -9,7 +9,7 @@ use std::path::Path;
 
 use super::supervised::{RUNNER, RunError, run_helper};
 use super::workspace::{self, Workspace};
-use super::{Backend, BackendKind, ExecutionRequest};
+use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::interpreter::Interpreter;
 use crate::result::ExecutionResult;
 use crate::supervisor::{REPORT_FD, SUPERVISE_ARG, SupervisorBinary, SupervisorConfig};
@@ -38,6 +38,16 @@ impl NoneBackend {
 impl Backend for NoneBackend {
     fn kind(&self) -> BackendKind {
         BackendKind::None
+    }
+
+    fn enforcement(&self) -> Enforcement {
+        Enforcement {
+            memory_mb: Enforced::PerProcess,
+            cpu: Enforced::NotEnforced,
+            pids: Enforced::NotEnforced,
+            timeout: Enforced::Host,
+            max_output_bytes: Enforced::Host,
+        }
     }
 
     fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {

@@ -74,8 +74,12 @@ pub fn code_exec_with(args: &[&str], stdin: Option<&[u8]>, env: &[(&str, &str)])
 }
 
 /// `code-exec run --json -c CODE EXTRA...`, returning the parsed result and exit status.
+/// Without `--sandbox` in `extra`, the `none` backend (these tests pin its contract).
 pub fn run_code(code: &str, extra: &[&str]) -> (Value, i32) {
     let mut args = vec!["run", "--json", "-c", code];
+    if !extra.contains(&"--sandbox") {
+        args.extend_from_slice(&["--sandbox", "none"]);
+    }
     args.extend_from_slice(extra);
     let run = code_exec(&args);
     (run.json(), run.status)
