@@ -178,7 +178,7 @@ fn timeout_kills_everything_including_setsid_and_double_forked_children() {
         r#"
 import os, subprocess, sys, time
 # A child in a new session running a shell that backgrounds a sleeper.
-subprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag}_a sleep 300'])
+subprocess.Popen(['{tag}_a', '300'], executable='/bin/sleep', start_new_session=True)
 # A classic double-fork daemon.
 if os.fork() == 0:
     os.setsid()
@@ -207,7 +207,7 @@ time.sleep(300)
 fn returns_promptly_when_a_leftover_child_holds_stdout() {
     let tag = marker("holder");
     let code = format!(
-        "import subprocess\nsubprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag} sleep 300'])\nprint('main done')\n"
+        "import subprocess\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep', start_new_session=True)\nprint('main done')\n"
     );
     let started = std::time::Instant::now();
     let (r, status) = run_code(&code, &["--timeout", "60"]);
@@ -223,8 +223,11 @@ fn returns_promptly_when_a_leftover_child_holds_stdout() {
 #[test]
 fn a_killed_caller_leaves_nothing_behind() {
     let tag = marker("orphan");
+    // The code builds the sleeper's name from two halves, so that only the sleeper (not the
+    // caller, whose argv holds the code) carries the whole tag.
+    let (head, tail) = tag.split_at(tag.len() / 2);
     let code = format!(
-        "import subprocess, time\nsubprocess.Popen(['setsid', 'sh', '-c', 'exec -a {tag} sleep 300'])\ntime.sleep(300)\n"
+        "import subprocess, time\nname = '{head}' + '{tail}'\nsubprocess.Popen([name, '300'], executable='/bin/sleep', start_new_session=True)\ntime.sleep(300)\n"
     );
     let mut child = std::process::Command::new(bin())
         .args(["run", "--json", "--timeout", "600", "-c", &code])
@@ -243,9 +246,9 @@ fn a_killed_caller_leaves_nothing_behind() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert_no_survivors(&tag);
-    // Its run directory is reaped by the next start.
-    let (r, _) = run_code("print('next')", &[]);
-    assert_eq!(r["output"], "next\n");
+    // Its run directory and cgroup are reaped by the next start (of the same backend).
+    let next = code_exec(&["run", "--json", "-c", "print('next')"]);
+    assert_eq!(next.json()["output"], "next\n", "{}", next.stderr);
     let prefix = format!("code-exec-{caller}-");
     let left: Vec<_> = run_dirs()
         .into_iter()
@@ -259,6 +262,18 @@ fn a_killed_caller_leaves_nothing_behind() {
     assert!(
         left.is_empty(),
         "the crashed caller's run directory survived: {left:?}"
+    );
+    let cgroups = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("find /sys/fs/cgroup -maxdepth 5 -name '{prefix}*' 2>/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        cgroups.stdout.is_empty(),
+        "the crashed caller's cgroup survived: {}",
+        String::from_utf8_lossy(&cgroups.stdout)
     );
 }
 
@@ -751,4 +766,21 @@ fn strict_limits_refuse_what_cannot_be_enforced() {
         "{error}"
     );
     assert_eq!(r["exit_code"], Value::Null, "nothing ran");
+}
+
+#[test]
+fn the_survivor_check_sees_tagged_processes() {
+    // The host checks above are only as good as this detector: prove it finds a live one.
+    use std::os::unix::process::CommandExt;
+    let tag = marker("detector");
+    let mut sleeper = std::process::Command::new("/bin/sleep")
+        .arg0(&tag)
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let seen = processes_with(&tag);
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(seen, vec![sleeper.id()]);
+    assert_no_survivors(&tag);
 }

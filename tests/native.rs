@@ -113,7 +113,7 @@ native_test!(
         let code = format!(
             r#"
 import os, signal, subprocess, sys, time
-subprocess.Popen(['sh', '-c', 'exec -a {tag}_a sleep 300'], start_new_session=True)
+subprocess.Popen(['{tag}_a', '300'], executable='/bin/sleep', start_new_session=True)
 if os.fork() == 0:
     os.setsid()
     if os.fork() == 0:
@@ -137,7 +137,7 @@ while True: pass
 native_test!(leftover_processes_die_with_the_main_process, {
     let tag = marker("native_leftover");
     let code = format!(
-        "import subprocess\nsubprocess.Popen(['sh', '-c', 'exec -a {tag} sleep 300'], start_new_session=True)\nprint('bye')"
+        "import subprocess\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep', start_new_session=True)\nprint('bye')"
     );
     let started = std::time::Instant::now();
     let (r, status) = run_native(&code, &["--timeout", "60"]);

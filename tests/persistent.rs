@@ -36,7 +36,7 @@ fn files_persist_between_executions_and_processes_do_not() {
     let tag = marker("persistent");
     let first = sb
         .execute(&format!(
-            "import subprocess\nopen('/work/notes.txt', 'w').write('kept')\nopen('/tmp/scratch', 'w').write('gone')\nsubprocess.Popen(['sh', '-c', 'exec -a {tag} sleep 300'], start_new_session=True)\nprint('written')"
+            "import subprocess\nopen('/work/notes.txt', 'w').write('kept')\nopen('/tmp/scratch', 'w').write('gone')\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep', start_new_session=True)\nprint('written')"
         ))
         .unwrap();
     assert!(first.success, "{first:?}");
