@@ -240,14 +240,13 @@ impl CodeExecutionTool {
         if let Err(rejected) = self.admit(code)? {
             return Ok(rejected);
         }
-        let mut result = self.backend.execute(&ExecutionRequest {
+        let request = ExecutionRequest {
             code,
             stdin,
             limits: self.limits,
             monitor,
-        });
-        result.limits_enforced = Some(self.backend.enforcement());
-        Ok(result)
+        };
+        Ok(self.finish(self.backend.execute(&request)))
     }
 
     /// Changes the memory and CPU limits of later executions. Both are validated first;
@@ -268,6 +267,12 @@ impl CodeExecutionTool {
     /// Parse-only syntax check against this tool's target version.
     pub fn validate_syntax(&self, code: &str) -> Result<(), SyntaxProblem> {
         syntax::validate(code.as_bytes(), self.target)
+    }
+
+    /// Completes a backend's result with what the tool knows about it.
+    fn finish(&self, mut result: ExecutionResult) -> ExecutionResult {
+        result.limits_enforced = Some(self.backend.enforcement());
+        result
     }
 
     /// Size cap, then syntax: the checks every execution passes before any backend.
@@ -353,14 +358,13 @@ impl SandboxExecutor {
         }
         let _one_at_a_time = lock(&self.running);
         let limits = *lock(&self.limits);
-        let mut result = self.sandbox.execute(&ExecutionRequest {
+        let request = ExecutionRequest {
             code,
             stdin,
             limits,
             monitor,
-        });
-        result.limits_enforced = Some(self.tool.backend.enforcement());
-        Ok(result)
+        };
+        Ok(self.tool.finish(self.sandbox.execute(&request)))
     }
 
     /// The limits in force.

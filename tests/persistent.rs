@@ -141,16 +141,6 @@ fn dropping_the_sandbox_cleans_up() {
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     let ours = format!("code-exec-{}-", std::process::id());
     assert!(!mounts.contains(&ours), "a work mount survived:\n{mounts}");
-    let cgroups = std::process::Command::new("sh")
-        .args([
-            "-c",
-            &format!("find /sys/fs/cgroup -maxdepth 5 -name '{ours}*' 2>/dev/null"),
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        cgroups.stdout.is_empty(),
-        "a cgroup survived: {}",
-        String::from_utf8_lossy(&cgroups.stdout)
-    );
+    let cgroups = cgroups_named(&ours);
+    assert!(cgroups.is_empty(), "a cgroup survived: {cgroups}");
 }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::supervised::{RUNNER, RunError, run_helper};
+use super::supervised::{RunError, code_environment, interpreter_args, run_helper};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
@@ -18,7 +18,7 @@ use crate::interpreter::Interpreter;
 use crate::limits::Limits;
 use crate::result::ExecutionResult;
 use crate::sandbox::{CODE_PATH, Exposure, SANDBOX_ARG, SandboxConfig, WORK_DIR};
-use crate::supervisor::{REPORT_FD, SupervisorBinary};
+use crate::supervisor::SupervisorBinary;
 
 /// Host paths a Python interpreter commonly needs besides its own directories: the shared
 /// libraries and the dynamic linker's cache. `/usr/bin` is exposed so that code can start the
@@ -155,21 +155,8 @@ impl NativeBackend {
         let root = outside_uid != crate::sys::effective_uid();
         let config = SandboxConfig {
             program: self.interpreter.path().to_owned(),
-            args: vec![
-                "-I".into(),
-                "-u".into(),
-                "-c".into(),
-                RUNNER.into(),
-                REPORT_FD.to_string(),
-                CODE_PATH.into(),
-            ],
-            env: vec![
-                ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-                ("LANG".into(), "C.UTF-8".into()),
-                ("LC_ALL".into(), "C.UTF-8".into()),
-                ("HOME".into(), WORK_DIR.into()),
-                ("TMPDIR".into(), "/tmp".into()),
-            ],
+            args: interpreter_args(CODE_PATH),
+            env: code_environment(WORK_DIR, "/tmp"),
             code_file,
             root_dir,
             exposed: self.exposed.clone(),

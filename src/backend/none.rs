@@ -5,14 +5,12 @@
 //! private temporary work directory, and only fds 0–2 (plus the runner's close-on-exec report
 //! channel) in the interpreter.
 
-use std::path::Path;
-
-use super::supervised::{RUNNER, RunError, run_helper};
+use super::supervised::{RunError, code_environment, interpreter_args, run_helper};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::interpreter::Interpreter;
 use crate::result::ExecutionResult;
-use crate::supervisor::{REPORT_FD, SUPERVISE_ARG, SupervisorBinary, SupervisorConfig};
+use crate::supervisor::{SUPERVISE_ARG, SupervisorBinary, SupervisorConfig};
 
 /// Runs code as a plain subprocess of `interpreter`, through `supervisor`.
 #[derive(Debug, Clone)]
@@ -73,15 +71,8 @@ pub(super) fn run(
 
     let config = SupervisorConfig {
         program: interpreter.path().to_owned(),
-        args: vec![
-            "-I".into(),
-            "-u".into(),
-            "-c".into(),
-            RUNNER.into(),
-            REPORT_FD.to_string(),
-            code_path.to_string_lossy().into_owned(),
-        ],
-        env: code_environment(&work_dir),
+        args: interpreter_args(&code_path.to_string_lossy()),
+        env: code_environment(&work_dir.to_string_lossy(), &work_dir.to_string_lossy()),
         cwd: work_dir.clone(),
         memory_bytes: Some(request.limits.memory_mb.bytes()),
         sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
@@ -97,16 +88,4 @@ pub(super) fn run(
         request,
         BackendKind::None,
     )
-}
-
-/// The only environment that reaches the code.
-fn code_environment(work_dir: &Path) -> Vec<(String, String)> {
-    let home = work_dir.to_string_lossy().into_owned();
-    vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("LC_ALL".into(), "C.UTF-8".into()),
-        ("HOME".into(), home.clone()),
-        ("TMPDIR".into(), home),
-    ]
 }

@@ -23,6 +23,30 @@ use crate::sys::{self, ChildSetup};
 /// The runner script that executes the code inside the interpreter.
 pub const RUNNER: &str = include_str!("../runner.py");
 
+/// The interpreter's arguments: isolated mode, unbuffered streams, the runner, its report fd
+/// and the code's path (the code itself never travels in argv).
+pub(crate) fn interpreter_args(code_path: &str) -> Vec<String> {
+    vec![
+        "-I".into(),
+        "-u".into(),
+        "-c".into(),
+        RUNNER.into(),
+        REPORT_FD.to_string(),
+        code_path.into(),
+    ]
+}
+
+/// The only environment that reaches the code.
+pub(crate) fn code_environment(home: &str, tmp: &str) -> Vec<(String, String)> {
+    vec![
+        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
+        ("LANG".into(), "C.UTF-8".into()),
+        ("LC_ALL".into(), "C.UTF-8".into()),
+        ("HOME".into(), home.into()),
+        ("TMPDIR".into(), tmp.into()),
+    ]
+}
+
 /// How long the supervisor gets to kill everything and report after being told to.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long the output streams get to reach EOF once the run has ended.

@@ -281,3 +281,15 @@ fn leftover_run_state() -> Vec<PathBuf> {
     scan(PathBuf::from("/sys/fs/cgroup"), 4, &mut found);
     found
 }
+
+/// Cgroup directories (anywhere in the hierarchies) whose name starts with `prefix`.
+pub fn cgroups_named(prefix: &str) -> String {
+    let out = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!("find /sys/fs/cgroup -maxdepth 5 -name '{prefix}*' 2>/dev/null"),
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
