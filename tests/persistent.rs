@@ -117,13 +117,14 @@ fn lowered_limits_reach_a_running_execution() {
             sb.execute("import time\ntime.sleep(1.5)\nx = bytearray(200 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\nprint('allocated')")
                 .unwrap()
         });
-        std::thread::sleep(Duration::from_millis(500));
-        // Usage can be read while the execution runs.
-        let during = sb.get_resource_usage();
-        assert!(
-            during.pids >= 1,
-            "the running execution is visible: {during:?}"
-        );
+        // Usage can be read while the execution runs: wait until it shows the sandbox.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut during = sb.get_resource_usage();
+        while during.pids == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+            during = sb.get_resource_usage();
+        }
+        assert!(during.pids >= 1, "the running execution is visible: {during:?}");
         sb.update_limits(64, 0.5).unwrap();
         let r = running.join().unwrap();
         assert_eq!(r.error_type, Some(ErrorType::MemoryLimit), "{r:?}");
