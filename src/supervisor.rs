@@ -153,7 +153,9 @@ fn supervise(config_json: &str, send: &(dyn Fn(&SupervisorEvent) + Sync)) -> Res
         if let Some(ms) = config.sample_interval_ms {
             let interval = Duration::from_millis(ms.max(1));
             let (finished, peak) = (&finished, &peak_sampled);
-            scope.spawn(move || sample_loop(started, interval, finished, peak, send));
+            scope.spawn(move || {
+                sample_loop(started, interval, finished, peak, &own_tree_usage, send)
+            });
         }
         let status = wait_for_main(main_pid);
         kill_until_no_children();
@@ -306,50 +308,35 @@ pub(crate) fn tree_usage(root: u32) -> (u64, u64, u32) {
     )
 }
 
-fn sample_loop(
+/// What a sample measures: CPU time so far (ns), resident bytes, live processes.
+pub(crate) type Measure<'a> = &'a (dyn Fn() -> (u64, u64, u32) + Sync);
+
+/// Sends a resource sample every `interval` until `finished`, with CPU use computed over the
+/// time since the previous sample; keeps the largest memory figure in `peak`.
+pub(crate) fn sample_loop(
     started: Instant,
     interval: Duration,
     finished: &AtomicBool,
     peak: &Mutex<u64>,
+    measure: Measure<'_>,
     send: &(dyn Fn(&SupervisorEvent) + Sync),
 ) {
-    let ticks_per_second = sys::clock_ticks_per_second() as f64;
-    let page_size = sys::page_size();
-    let mut previous: Option<(Instant, f64)> = None;
+    // The baseline: a persistent sandbox's cgroup has counted earlier executions too.
+    let mut previous: (Instant, u64) = (Instant::now(), measure().0);
     while !finished.load(Ordering::SeqCst) {
         std::thread::sleep(interval);
         if finished.load(Ordering::SeqCst) {
             break;
         }
-        let pids = descendants();
-        let (mut ticks, mut memory) = (0u64, 0u64);
-        for &pid in &pids {
-            if let Some((t, m)) = process_usage(pid, page_size) {
-                ticks += t;
-                memory += m;
-            }
-        }
+        let (cpu_ns, memory, pids) = measure();
         let now = Instant::now();
-        let cpu_seconds = ticks as f64 / ticks_per_second + sys::children_usage().0.as_secs_f64();
-        let cpu_percent = match previous {
-            Some((at, cpu)) => {
-                let wall = now.duration_since(at).as_secs_f64();
-                if wall > 0.0 {
-                    ((cpu_seconds - cpu) / wall * 100.0).max(0.0)
-                } else {
-                    0.0
-                }
-            }
-            None => {
-                let wall = now.duration_since(started).as_secs_f64();
-                if wall > 0.0 {
-                    cpu_seconds / wall * 100.0
-                } else {
-                    0.0
-                }
-            }
+        let wall = now.duration_since(previous.0).as_secs_f64();
+        let cpu_percent = if wall > 0.0 {
+            (cpu_ns.saturating_sub(previous.1) as f64 / 1e9 / wall * 100.0).max(0.0)
+        } else {
+            0.0
         };
-        previous = Some((now, cpu_seconds));
+        previous = (now, cpu_ns);
         if let Ok(mut p) = peak.lock() {
             *p = (*p).max(memory);
         }
@@ -357,9 +344,31 @@ fn sample_loop(
             elapsed_ms: now.duration_since(started).as_secs_f64() * 1000.0,
             cpu_percent,
             memory_bytes: memory,
-            pids: pids.len() as u32,
+            pids,
         });
     }
+}
+
+/// The supervisor's own measure: every process below it, plus the CPU time of those it
+/// has already reaped.
+fn own_tree_usage() -> (u64, u64, u32) {
+    let ticks_per_second = sys::clock_ticks_per_second().max(1);
+    let page_size = sys::page_size();
+    let pids = descendants();
+    let (mut ticks, mut memory, mut alive) = (0u64, 0u64, 0u32);
+    for &pid in &pids {
+        if let Some((t, m)) = process_usage(pid, page_size) {
+            ticks += t;
+            memory += m;
+            alive += 1;
+        }
+    }
+    let reaped = sys::children_usage().0.as_nanos() as u64;
+    (
+        ticks * 1_000_000_000 / ticks_per_second + reaped,
+        memory,
+        alive,
+    )
 }
 
 /// Where the supervisor program is: the `code-exec` binary (or any binary that calls

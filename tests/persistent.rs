@@ -124,7 +124,10 @@ fn lowered_limits_reach_a_running_execution() {
             std::thread::sleep(Duration::from_millis(20));
             during = sb.get_resource_usage();
         }
-        assert!(during.pids >= 1, "the running execution is visible: {during:?}");
+        assert!(
+            during.pids >= 1,
+            "the running execution is visible: {during:?}"
+        );
         sb.update_limits(64, 0.5).unwrap();
         let r = running.join().unwrap();
         assert_eq!(r.error_type, Some(ErrorType::MemoryLimit), "{r:?}");
@@ -144,4 +147,41 @@ fn dropping_the_sandbox_cleans_up() {
     assert!(!mounts.contains(&ours), "a work mount survived:\n{mounts}");
     let cgroups = cgroups_named(&ours);
     assert!(cgroups.is_empty(), "a cgroup survived: {cgroups}");
+}
+
+#[test]
+fn monitoring_in_a_persistent_sandbox_counts_only_this_execution() {
+    let _serial = serial();
+    let Some(sb) = sandbox(256) else { return };
+    // A CPU-heavy first execution, then a sleeping one: the sleeper's samples must not
+    // inherit the first one's CPU time (the sandbox's cgroup counts both).
+    let busy = sb
+        .execute("s = 0\nfor i in range(5 * 10**6): s += i")
+        .unwrap();
+    assert!(busy.success, "{busy:?}");
+    let r = sb
+        .run(
+            b"import time\ntime.sleep(0.5)",
+            None,
+            Some(Duration::from_millis(50)),
+        )
+        .unwrap();
+    assert!(r.success, "{r:?}");
+    let samples = r.monitoring.expect("samples");
+    assert!(samples.len() >= 4, "{samples:?}");
+    let worst = samples
+        .iter()
+        .skip(1)
+        .map(|s| s.cpu_percent)
+        .fold(0.0, f64::max);
+    assert!(
+        worst < 50.0,
+        "a sleeping execution shows {worst:.0}% CPU: {samples:?}"
+    );
+    assert!(
+        r.cpu_time_ms < busy.cpu_time_ms,
+        "per-execution CPU time: {} vs {}",
+        r.cpu_time_ms,
+        busy.cpu_time_ms
+    );
 }

@@ -158,12 +158,23 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
     });
 
     let finished = std::sync::atomic::AtomicBool::new(false);
+    let peak_sampled = std::sync::Mutex::new(0u64);
     std::thread::scope(|scope| {
         scope.spawn(|| watch_control(control, init_pid, &finished));
         if let Some(ms) = config.sample_interval_ms {
             let interval = Duration::from_millis(ms.max(1));
-            let (finished, cgroup) = (&finished, config.cgroup.as_ref());
-            scope.spawn(move || sample_loop(started, interval, cgroup, init_pid, finished, status));
+            let (finished, peak, cgroup) = (&finished, &peak_sampled, config.cgroup.as_ref());
+            let measure = move || match cgroup {
+                Some(cg) => {
+                    let u = cg.usage();
+                    (u.cpu_time_ns, u.memory_bytes, u.pids)
+                }
+                None => crate::supervisor::tree_usage(init_pid as u32),
+            };
+            let send = |event: &SupervisorEvent| status.send(event);
+            scope.spawn(move || {
+                crate::supervisor::sample_loop(started, interval, finished, peak, &measure, &send)
+            });
         }
         let init_status = loop {
             match sys::wait_any_child() {
@@ -198,7 +209,8 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
             }
             None => {
                 let (cpu, max_rss_kb) = sys::children_usage();
-                (cpu, max_rss_kb * 1024, false)
+                let sampled = peak_sampled.lock().map_or(0, |p| *p);
+                (cpu, (max_rss_kb * 1024).max(sampled), false)
             }
         };
         if !setup_error.is_empty() && code_status.is_none() {
@@ -275,44 +287,5 @@ fn watch_control(
     }
     if !finished.load(std::sync::atomic::Ordering::SeqCst) {
         isolation::signal(init_pid, libc::SIGKILL);
-    }
-}
-
-fn sample_loop(
-    started: Instant,
-    interval: Duration,
-    cgroup: Option<&RunCgroup>,
-    init_pid: libc::pid_t,
-    finished: &std::sync::atomic::AtomicBool,
-    status: &StatusChannel,
-) {
-    let mut previous: Option<(Instant, u64)> = None;
-    while !finished.load(std::sync::atomic::Ordering::SeqCst) {
-        std::thread::sleep(interval);
-        if finished.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
-        let (cpu_ns, memory, pids) = match cgroup {
-            Some(cg) => {
-                let u = cg.usage();
-                (u.cpu_time_ns, u.memory_bytes, u.pids)
-            }
-            None => crate::supervisor::tree_usage(init_pid as u32),
-        };
-        let now = Instant::now();
-        let (since, base) = previous.unwrap_or((started, 0));
-        let wall = now.duration_since(since).as_secs_f64();
-        let cpu_percent = if wall > 0.0 {
-            (cpu_ns.saturating_sub(base) as f64 / 1e9 / wall * 100.0).max(0.0)
-        } else {
-            0.0
-        };
-        previous = Some((now, cpu_ns));
-        status.send(&SupervisorEvent::Sample {
-            elapsed_ms: now.duration_since(started).as_secs_f64() * 1000.0,
-            cpu_percent,
-            memory_bytes: memory,
-            pids,
-        });
     }
 }
