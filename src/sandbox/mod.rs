@@ -135,11 +135,16 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
         let _ = sys::point_at_dev_null(fd);
     }
 
-    // A persistent sandbox's cgroup outlives runs: this run's figures are differences.
-    let before = config.cgroup.as_ref().map(|cg| {
-        cg.reset_peak();
-        cg.usage()
-    });
+    // A persistent sandbox's cgroup outlives runs: this run's figures are differences. A
+    // one-shot run's cgroup is new, so there is nothing to subtract.
+    let before = config
+        .cgroup
+        .as_ref()
+        .filter(|_| config.work_dir.is_some())
+        .map(|cg| {
+            cg.reset_peak();
+            cg.usage()
+        });
     let setup = (|| -> Result<(), String> {
         // The init joins the run cgroup itself, first thing (see `RunCgroup::join_self`).
         write_id_maps(init_pid, config.outside_uid, config.outside_gid)?;
