@@ -273,6 +273,10 @@ fn process_usage(pid: u32, page_size: u64) -> Option<(u64, u64)> {
     // Fields after the command name, which may itself contain spaces and parentheses.
     let rest = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = rest.split_whitespace().collect();
+    // A zombie (or dying) process has no memory left to report: it is not counted.
+    if matches!(fields.first(), Some(&("Z" | "X" | "x"))) {
+        return None;
+    }
     let tick = |i: usize| {
         fields
             .get(i)
@@ -329,6 +333,10 @@ pub(crate) fn sample_loop(
             break;
         }
         let (cpu_ns, memory, pids) = measure();
+        if pids == 0 {
+            // Between the main process's exit and the end of the run: nothing to describe.
+            continue;
+        }
         let now = Instant::now();
         let wall = now.duration_since(previous.0).as_secs_f64();
         let cpu_percent = if wall > 0.0 {
