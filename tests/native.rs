@@ -126,7 +126,7 @@ signal.signal(signal.SIGTERM, signal.SIG_IGN)
 while True: pass
 "#
         );
-        let (r, status) = run_native(&code, &["--timeout", "1.5"]);
+        let (r, status) = run_native(&code, &["--timeout", "3"]);
         assert_eq!(status, 1);
         assert_eq!(r["error_type"], "Timeout", "{r}");
         assert_eq!(output(&r), "spawned\n");
