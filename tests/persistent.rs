@@ -188,3 +188,30 @@ fn monitoring_in_a_persistent_sandbox_counts_only_this_execution() {
         busy.cpu_time_ms
     );
 }
+
+#[test]
+fn the_pids_limit_can_be_changed() {
+    let _serial = serial();
+    let Some(sb) = sandbox(256) else { return };
+    let forks = "import os, time\nok = 0\nfor i in range(30):\n    try:\n        if os.fork() == 0:\n            time.sleep(2); os._exit(0)\n        ok += 1\n    except OSError:\n        break\nprint(ok)";
+    let before = sb.execute(forks).unwrap();
+    assert_eq!(before.output, "30\n", "{before:?}");
+    let limits = sb.update_pids(10).unwrap();
+    assert_eq!(limits.pids.get(), 10);
+    let after = sb.execute(forks).unwrap();
+    let started: u32 = after.output.trim().parse().unwrap();
+    if sb.limits_apply_live() {
+        assert!(
+            started < 10,
+            "{started} processes under a limit of 10: {after:?}"
+        );
+    } else {
+        // RLIMIT_NPROC fallback: counted on top of what the (unprivileged) user already runs.
+        assert!(
+            started < 30,
+            "{started} processes: the new limit had no effect: {after:?}"
+        );
+    }
+    assert!(sb.update_pids(0).is_err());
+    assert_eq!(sb.limits().pids.get(), 10);
+}
