@@ -22,11 +22,15 @@ pub enum InterpreterError {
     Unusable { path: PathBuf, reason: String },
 }
 
-/// A resolved interpreter: a canonical path to an executable binary, and its version.
+/// A resolved interpreter: a canonical path to an executable binary, its version, and — when
+/// it was named through a virtual environment (`venv/bin/python`) — that environment, so
+/// the code imports the environment's packages as it would outside.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Interpreter {
     path: PathBuf,
     version: PythonVersion,
+    venv: Option<PathBuf>,
+    program: PathBuf,
 }
 
 impl Interpreter {
@@ -43,9 +47,16 @@ impl Interpreter {
             ));
         }
         let version = version_of(&canonical).map_err(unusable)?;
+        let venv = virtual_environment(path);
+        let program = match (&venv, path.file_name()) {
+            (Some(root), Some(name)) => root.join("bin").join(name),
+            _ => canonical.clone(),
+        };
         Ok(Interpreter {
             path: canonical,
             version,
+            venv,
+            program,
         })
     }
 
@@ -67,13 +78,35 @@ impl Interpreter {
             .ok_or(InterpreterError::NotFound)
     }
 
+    /// The real executable (symlinks resolved).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The virtual environment the interpreter was named through, if any.
+    pub fn venv(&self) -> Option<&Path> {
+        self.venv.as_deref()
+    }
+
+    /// What to execute: inside a virtual environment, its `bin/python` (Python finds the
+    /// environment from the path it was started as); else the real executable.
+    pub fn program(&self) -> &Path {
+        &self.program
     }
 
     pub fn version(&self) -> PythonVersion {
         self.version
     }
+}
+
+/// The virtual environment `path` belongs to: the directory holding `pyvenv.cfg` above the
+/// `bin/` directory that `path` sits in (without resolving the interpreter's own symlink).
+fn virtual_environment(path: &Path) -> Option<PathBuf> {
+    let absolute = std::path::absolute(path).ok()?;
+    let bin = absolute.parent()?;
+    // The environment's directory itself may be reached through symlinks: resolve those.
+    let root = std::fs::canonicalize(bin.parent()?).ok()?;
+    root.join("pyvenv.cfg").is_file().then_some(root)
 }
 
 /// An ELF file with an execute bit: what `execve` runs without an interpreter line.

@@ -784,3 +784,14 @@ fn the_survivor_check_sees_tagged_processes() {
     assert_eq!(seen, vec![sleeper.id()]);
     assert_no_survivors(&tag);
 }
+
+#[test]
+fn a_virtual_environment_named_by_python_is_used() {
+    let (_dir, python) = venv_with_package();
+    let (r, status) = run_code(
+        "import sys, venvpkg\nprint(venvpkg.MARK, sys.prefix == sys.base_prefix)",
+        &["--python", python.to_str().unwrap()],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["output"], "42 False\n");
+}

@@ -610,3 +610,11 @@ native_test!(strict_limits_follow_what_the_host_can_enforce, {
         }
     }
 });
+
+native_test!(a_virtual_environment_is_exposed_read_only, {
+    let (_dir, python) = venv_with_package();
+    let code = "import sys, venvpkg, os\nprint(venvpkg.MARK, sys.prefix == sys.base_prefix)\ntry:\n    open(os.path.join(os.path.dirname(venvpkg.__file__), 'x'), 'w')\n    print('WROTE')\nexcept OSError:\n    print('read-only')";
+    let (r, status) = run_native(code, &["--python", python.to_str().unwrap()]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "42 False\nread-only\n");
+});

@@ -154,7 +154,7 @@ impl NativeBackend {
         };
         let root = outside_uid != crate::sys::effective_uid();
         let config = SandboxConfig {
-            program: self.interpreter.path().to_owned(),
+            program: self.interpreter.program().to_owned(),
             args: interpreter_args(CODE_PATH),
             env: code_environment(WORK_DIR, "/tmp"),
             code_file,
@@ -485,6 +485,8 @@ fn mix(mut x: u64) -> u64 {
 fn exposures_for(interpreter: &Interpreter) -> Result<Vec<Exposure>, String> {
     let mut candidates: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
     candidates.push(interpreter.path().to_owned());
+    // A virtual environment's packages import inside as they do outside.
+    candidates.extend(interpreter.venv().map(Path::to_owned));
     match conventional_layout(interpreter) {
         Some(dirs) => candidates.extend(dirs),
         None => candidates.extend(probe_layout(interpreter)?),

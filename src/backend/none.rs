@@ -70,7 +70,7 @@ pub(super) fn run(
         .map_err(RunError::Workspace)?;
 
     let config = SupervisorConfig {
-        program: interpreter.path().to_owned(),
+        program: interpreter.program().to_owned(),
         args: interpreter_args(&code_path.to_string_lossy()),
         env: code_environment(&work_dir.to_string_lossy(), &work_dir.to_string_lossy()),
         cwd: work_dir.clone(),

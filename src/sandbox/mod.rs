@@ -218,7 +218,9 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
                 (cpu, (max_rss_kb * 1024).max(sampled), false)
             }
         };
-        if !setup_error.is_empty() && code_status.is_none() {
+        // Anything written there means the sandbox or the interpreter's exec failed (the
+        // channel closes on a successful exec): a SandboxError, whatever the status says.
+        if !setup_error.is_empty() {
             status.send(&SupervisorEvent::Failed {
                 message: format!("sandbox setup failed: {}", setup_error.trim()),
             });

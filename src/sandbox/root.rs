@@ -85,6 +85,30 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
     isolation::become_user(SANDBOX_UID, SANDBOX_UID)?;
 
     let read_only = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV;
+    // The private filesystems first: an exposed path below one of them (a virtual
+    // environment in /tmp, say) is then bound on top, not hidden underneath.
+    let private_tmpfs = |dir: &str, bytes: u64, mode: &str, flags: libc::c_ulong| {
+        std::fs::create_dir_all(dir)?;
+        mount_fs(
+            "tmpfs",
+            Path::new(dir),
+            libc::MS_NOSUID | libc::MS_NODEV | flags,
+            &format!(
+                "size={bytes},nr_inodes=16384,mode={mode},uid={SANDBOX_UID},gid={SANDBOX_UID}"
+            ),
+        )
+    };
+    private_tmpfs("tmp", config.tmp_bytes, "1777", 0)?;
+    let work = super::WORK_DIR.trim_start_matches('/');
+    match &work_source {
+        // A persistent sandbox's work directory (owned by the sandbox's host uid).
+        Some(fd) => {
+            std::fs::create_dir_all(work)?;
+            bind(&fd_path(fd), Path::new(work), ATTR_NOSUID | ATTR_NODEV)?;
+        }
+        None => private_tmpfs(work, config.work_bytes, "700", 0)?,
+    }
+
     for (exposure, fd) in &sources {
         match exposure {
             Exposure::Dir(path) => {
@@ -158,28 +182,7 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
     ] {
         std::os::unix::fs::symlink(target, Path::new("dev").join(link))?;
     }
-    let private_tmpfs = |dir: &str, bytes: u64, mode: &str, flags: libc::c_ulong| {
-        std::fs::create_dir_all(dir)?;
-        mount_fs(
-            "tmpfs",
-            Path::new(dir),
-            libc::MS_NOSUID | libc::MS_NODEV | flags,
-            &format!(
-                "size={bytes},nr_inodes=16384,mode={mode},uid={SANDBOX_UID},gid={SANDBOX_UID}"
-            ),
-        )
-    };
     private_tmpfs("dev/shm", config.tmp_bytes, "1777", libc::MS_NOEXEC)?;
-    private_tmpfs("tmp", config.tmp_bytes, "1777", 0)?;
-    let work = super::WORK_DIR.trim_start_matches('/');
-    match &work_source {
-        // A persistent sandbox's work directory (owned by the sandbox's host uid).
-        Some(fd) => {
-            std::fs::create_dir_all(work)?;
-            bind(&fd_path(fd), Path::new(work), ATTR_NOSUID | ATTR_NODEV)?;
-        }
-        None => private_tmpfs(work, config.work_bytes, "700", 0)?,
-    }
 
     let code_path = inside(Path::new(CODE_PATH));
     if let Some(parent) = code_path.parent() {

@@ -293,3 +293,32 @@ pub fn cgroups_named(prefix: &str) -> String {
         .unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A virtual environment (made with `python3 -m venv --without-pip`) holding a package
+/// `venvpkg` with `MARK = 42`. Returns the temp dir (keep it alive) and `bin/python`.
+pub fn venv_with_package() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let venv = dir.path().join("venv");
+    let made = Command::new(python())
+        .args(["-m", "venv", "--without-pip"])
+        .arg(&venv)
+        .status()
+        .unwrap();
+    assert!(made.success(), "python3 -m venv failed");
+    let version = Command::new(python())
+        .args([
+            "-I",
+            "-c",
+            "import sys; print('python%d.%d' % sys.version_info[:2])",
+        ])
+        .output()
+        .unwrap();
+    let versioned = String::from_utf8(version.stdout).unwrap().trim().to_owned();
+    let package = venv
+        .join("lib")
+        .join(versioned)
+        .join("site-packages/venvpkg");
+    std::fs::create_dir_all(&package).unwrap();
+    std::fs::write(package.join("__init__.py"), "MARK = 42\n").unwrap();
+    (dir, venv.join("bin/python"))
+}
