@@ -293,23 +293,24 @@ fn process_usage(pid: u32, page_size: u64) -> Option<(u64, u64)> {
 /// CPU time (ns, including reaped children's), resident bytes and process count of `root`
 /// and every process below it.
 pub(crate) fn tree_usage(root: u32) -> (u64, u64, u32) {
-    let ticks_per_second = sys::clock_ticks_per_second();
-    let page_size = sys::page_size();
     let mut pids = descendants_of(root);
     pids.push(root);
+    usage_of(&pids)
+}
+
+/// CPU time (ns), resident bytes and how many of `pids` are alive.
+fn usage_of(pids: &[u32]) -> (u64, u64, u32) {
+    let ticks_per_second = sys::clock_ticks_per_second().max(1);
+    let page_size = sys::page_size();
     let (mut ticks, mut memory, mut alive) = (0u64, 0u64, 0u32);
-    for &pid in &pids {
+    for &pid in pids {
         if let Some((t, m)) = process_usage(pid, page_size) {
             ticks += t;
             memory += m;
             alive += 1;
         }
     }
-    (
-        ticks * 1_000_000_000 / ticks_per_second.max(1),
-        memory,
-        alive,
-    )
+    (ticks * 1_000_000_000 / ticks_per_second, memory, alive)
 }
 
 /// What a sample measures: CPU time so far (ns), resident bytes, live processes.
@@ -360,23 +361,9 @@ pub(crate) fn sample_loop(
 /// The supervisor's own measure: every process below it, plus the CPU time of those it
 /// has already reaped.
 fn own_tree_usage() -> (u64, u64, u32) {
-    let ticks_per_second = sys::clock_ticks_per_second().max(1);
-    let page_size = sys::page_size();
-    let pids = descendants();
-    let (mut ticks, mut memory, mut alive) = (0u64, 0u64, 0u32);
-    for &pid in &pids {
-        if let Some((t, m)) = process_usage(pid, page_size) {
-            ticks += t;
-            memory += m;
-            alive += 1;
-        }
-    }
+    let (cpu_ns, memory, alive) = usage_of(&descendants());
     let reaped = sys::children_usage().0.as_nanos() as u64;
-    (
-        ticks * 1_000_000_000 / ticks_per_second + reaped,
-        memory,
-        alive,
-    )
+    (cpu_ns + reaped, memory, alive)
 }
 
 /// Where the supervisor program is: the `code-exec` binary (or any binary that calls

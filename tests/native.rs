@@ -5,6 +5,7 @@
 //! Needs user namespaces; the cgroup-enforced limits need root or a delegated cgroup v2
 //! subtree. Outside CI, missing capabilities skip loudly; with CI=true they fail.
 
+#[macro_use]
 mod common;
 
 use std::net::{TcpListener, UdpSocket};
@@ -12,18 +13,6 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
-
-macro_rules! native_test {
-    ($name:ident, $body:block) => {
-        #[test]
-        fn $name() {
-            if !native_sandbox_or_skip(stringify!($name)) {
-                return;
-            }
-            $body
-        }
-    };
-}
 
 fn output(r: &Value) -> &str {
     r["output"].as_str().unwrap_or_default()

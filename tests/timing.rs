@@ -1,21 +1,10 @@
 //! Timing-sensitive checks, in a test binary of their own so that no other test of this
 //! suite loads the machine while they measure (cargo runs test binaries one after another).
 
+#[macro_use]
 mod common;
 
 use common::*;
-
-macro_rules! native_test {
-    ($name:ident, $body:block) => {
-        #[test]
-        fn $name() {
-            if !native_sandbox_or_skip(stringify!($name)) {
-                return;
-            }
-            $body
-        }
-    };
-}
 
 native_test!(cpu_limit_throttles_a_spinning_loop, {
     if !cgroups_or_skip("cpu_limit_throttles_a_spinning_loop") {

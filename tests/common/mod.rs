@@ -2,8 +2,23 @@
 //! the host afterwards.
 #![allow(
     dead_code,
+    unused_macros,
     reason = "each test binary uses a different part of the harness"
 )]
+
+/// A test that needs the native sandbox: skipped loudly where it cannot run (failing under
+/// `CI=true`, see [`native_sandbox_or_skip`]).
+macro_rules! native_test {
+    ($name:ident, $body:block) => {
+        #[test]
+        fn $name() {
+            if !native_sandbox_or_skip(stringify!($name)) {
+                return;
+            }
+            $body
+        }
+    };
+}
 
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
