@@ -607,3 +607,73 @@ native_test!(a_virtual_environment_is_exposed_read_only, {
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "42 False\nread-only\n");
 });
+
+native_test!(setuid_binaries_and_device_nodes_grant_nothing, {
+    let code = r#"
+import os, subprocess
+# A setuid-root binary runs, but as the sandbox user: nosuid mounts and no_new_privs.
+r = subprocess.run(['/usr/bin/su', 'root', '-c', 'id -u'], capture_output=True, text=True, input='')
+print('su refused', r.returncode != 0 and r.stdout.strip() != '0')
+try:
+    os.mknod('/work/mem', 0o600 | 0o020000, os.makedev(1, 1)); print('MKNOD /dev/mem')
+except OSError as e:
+    print('mknod', e.errno)
+try:
+    os.setuid(0); print('SETUID')
+except OSError as e:
+    # EINVAL: uid 0 does not even exist in the sandbox's user namespace.
+    print('setuid refused', e.errno in (1, 22))
+"#;
+    let (r, status) = run_native(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "su refused True\nmknod 1\nsetuid refused True\n",
+        "{r}"
+    );
+});
+
+native_test!(memfd_and_sparse_files_are_bounded, {
+    if !cgroups_or_skip("memfd_and_sparse_files_are_bounded") {
+        return;
+    }
+    // Anonymous files are memory: the cgroup counts them.
+    let memfd = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+    let (r, _) = run_native(memfd, &["--memory", "64", "--timeout", "20"]);
+    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    // A sparse file may claim a huge size only up to the file-size limit.
+    let sparse = "import os\nf = open('/work/sparse', 'wb')\ntry:\n    f.seek(1 << 40); f.write(b'x'); f.flush(); print('WROTE 1 TiB')\nexcept OSError as e:\n    print('refused', e.errno)";
+    let (r, status) = run_native(sparse, &["--memory", "64"]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "refused 27\n", "EFBIG: {r}");
+    assert_host_clean("native_memfd");
+});
+
+native_test!(mlock_and_stack_overflow_are_contained, {
+    let code = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
+    let (r, status) = run_native(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "mlock -1 True\n",
+        "locking 16 MB must fail: {r}"
+    );
+    // Deep C recursion: a crash with a signal name, no core file, nothing left behind.
+    // Python functions recurse on the heap in 3.11+; repr of nested lists recurses in C.
+    let overflow = "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+    let (r, _) = run_native(overflow, &["--timeout", "20"]);
+    assert_eq!(r["error_type"], "Crash", "{r}");
+    assert_eq!(r["signal"], "SIGSEGV", "{r}");
+    assert_host_clean("native_overflow");
+});
+
+native_test!(
+    output_with_escapes_nul_and_a_closed_stdout_is_reported_faithfully,
+    {
+        let code = "import os, sys\nsys.stdout.write('\\x1b[2J\\x1b]0;title\\x07 nul:\\x00 end\\n')\nsys.stdout.flush()\nos.close(1)\nprint('after close', file=sys.stderr)";
+        let (r, status) = run_native(code, &[]);
+        assert_eq!(status, 0, "{r}");
+        assert_eq!(output(&r), "\u{1b}[2J\u{1b}]0;title\u{7} nul:\u{0} end\n");
+        assert_eq!(r["stderr"], "after close\n");
+    }
+);
