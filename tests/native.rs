@@ -660,7 +660,8 @@ native_test!(mlock_and_stack_overflow_are_contained, {
     );
     // Deep C recursion: a crash with a signal name, no core file, nothing left behind.
     // Python functions recurse on the heap in 3.11+; repr of nested lists recurses in C.
-    let overflow = "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+    let overflow =
+        "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
     let (r, _) = run_native(overflow, &["--timeout", "20"]);
     assert_eq!(r["error_type"], "Crash", "{r}");
     assert_eq!(r["signal"], "SIGSEGV", "{r}");
