@@ -137,14 +137,9 @@ impl NativeBackend {
         place: &Place<'_>,
         request: &ExecutionRequest<'_>,
     ) -> Result<ExecutionResult, RunError> {
-        let workspace = Workspace::create().map_err(RunError::Workspace)?;
-        let code_file = workspace
-            .write_code(request.code)
-            .map_err(RunError::Workspace)?;
-        let root_dir = workspace.subdir("root").map_err(RunError::Workspace)?;
-        let stdin = workspace
-            .stdin(request.stdin)
-            .map_err(RunError::Workspace)?;
+        let (_workspace, code_file, root_dir, stdin) =
+            Workspace::for_request(request.code, request.stdin, "root")
+                .map_err(RunError::Workspace)?;
         let limits = &request.limits;
         let (outside_uid, outside_gid) = place.ids;
         let cgroup = place.cgroup;

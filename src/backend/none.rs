@@ -60,14 +60,8 @@ pub(super) fn run(
     supervisor: &SupervisorBinary,
     request: &ExecutionRequest<'_>,
 ) -> Result<ExecutionResult, RunError> {
-    let workspace = Workspace::create().map_err(RunError::Workspace)?;
-    let code_path = workspace
-        .write_code(request.code)
-        .map_err(RunError::Workspace)?;
-    let work_dir = workspace.subdir("work").map_err(RunError::Workspace)?;
-    let stdin = workspace
-        .stdin(request.stdin)
-        .map_err(RunError::Workspace)?;
+    let (_workspace, code_path, work_dir, stdin) =
+        Workspace::for_request(request.code, request.stdin, "work").map_err(RunError::Workspace)?;
 
     let config = SupervisorConfig {
         program: interpreter.program().to_owned(),

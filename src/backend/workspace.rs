@@ -48,6 +48,20 @@ impl Workspace {
         }
     }
 
+    /// A run directory holding the request's code and stdin, plus an empty subdirectory
+    /// `subdir`: returns the directory, the code's path, the subdirectory and the stdin file.
+    pub(crate) fn for_request(
+        code: &[u8],
+        stdin: Option<&[u8]>,
+        subdir: &str,
+    ) -> std::io::Result<(Workspace, PathBuf, PathBuf, File)> {
+        let workspace = Workspace::create()?;
+        let code_path = workspace.write_code(code)?;
+        let dir = workspace.subdir(subdir)?;
+        let stdin = workspace.stdin(stdin)?;
+        Ok((workspace, code_path, dir, stdin))
+    }
+
     /// Creates (and returns) a subdirectory.
     pub(crate) fn subdir(&self, name: &str) -> std::io::Result<PathBuf> {
         let path = self.path().join(name);
