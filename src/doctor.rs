@@ -88,12 +88,11 @@ pub fn diagnose(supervisor: Option<&std::path::Path>) -> Report {
             format!("ABI version {v} (not needed by code-exec)")
         }),
     });
-    let docker_socket = std::path::Path::new("/var/run/docker.sock").exists();
-
     let mut backends = Vec::new();
-    for kind in [BackendKind::None, BackendKind::Native, BackendKind::Docker] {
-        backends.push(try_backend(kind, supervisor, docker_socket));
+    for kind in [BackendKind::None, BackendKind::Native] {
+        backends.push(try_backend(kind, supervisor));
     }
+    backends.push(try_docker());
     let cgroup_name = match &cgroups {
         Ok(d) => format!("cgroup v{}", d.version()),
         Err(_) => String::new(),
@@ -142,22 +141,33 @@ pub fn diagnose(supervisor: Option<&std::path::Path>) -> Report {
     }
 }
 
-fn try_backend(
-    kind: BackendKind,
-    supervisor: Option<&std::path::Path>,
-    docker_socket: bool,
-) -> Check {
-    let name = kind.as_str();
-    if kind == BackendKind::Docker {
-        return Check {
-            name,
-            ok: false,
-            detail: format!(
-                "not available in this version of code-exec (Docker socket {})",
-                if docker_socket { "present" } else { "absent" }
-            ),
-        };
+/// The docker backend: is an engine reachable, and is the default image there?
+fn try_docker() -> Check {
+    use crate::backend::docker::{DEFAULT_IMAGE, Engine};
+    let name = BackendKind::Docker.as_str();
+    let engine = match Engine::connect() {
+        Ok(engine) => engine,
+        Err(e) => {
+            return Check {
+                name,
+                ok: false,
+                detail: e.to_string(),
+            };
+        }
+    };
+    let image = match engine.image_python_version(DEFAULT_IMAGE) {
+        Ok(_) => format!("the default image {DEFAULT_IMAGE} is present"),
+        Err(e) => format!("{e}; or choose another image with --image"),
+    };
+    Check {
+        name,
+        ok: true,
+        detail: format!("Docker Engine {} reachable; {image}", engine.version()),
     }
+}
+
+fn try_backend(kind: BackendKind, supervisor: Option<&std::path::Path>) -> Check {
+    let name = kind.as_str();
     let mut builder = CodeExecutionTool::builder().backend(kind);
     if let Some(path) = supervisor {
         builder = builder.supervisor(path);

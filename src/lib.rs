@@ -23,8 +23,7 @@ pub mod syntax;
 mod sys;
 pub mod tool;
 
-pub use backend::native::SandboxUsage;
-pub use backend::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
+pub use backend::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest, SandboxUsage};
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use result::{ErrorType, ExecutionResult, Sample};

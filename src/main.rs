@@ -96,7 +96,7 @@ struct RunArgs {
     /// Python version the syntax is checked against (default: the interpreter's).
     #[arg(long, value_name = "X.Y")]
     python_version: Option<String>,
-    /// Container image (docker sandbox only).
+    /// Container image (docker sandbox only) [default: python:3.11-slim].
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
     /// Print exactly one JSON object with the result.
@@ -158,6 +158,7 @@ struct RunPlan {
     backend: BackendKind,
     limits: Limits,
     python: Option<PathBuf>,
+    image: Option<String>,
     target: Option<PythonVersion>,
     monitor: Option<Duration>,
     json: bool,
@@ -174,6 +175,11 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
     }
     if args.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         bail!("--image: the image name is empty");
+    }
+    if args.python.is_some() && backend == BackendKind::Docker {
+        bail!(
+            "--python does not apply to --sandbox docker: the image's python3 runs the code (choose it with --image)"
+        );
     }
     let mut limits = Limits::default();
     if let Some(v) = &args.memory {
@@ -223,6 +229,7 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         backend,
         limits,
         python: args.python,
+        image: args.image,
         target,
         monitor: args.monitor.then_some(monitor_interval),
         json: args.json,
@@ -238,6 +245,9 @@ fn run(args: RunArgs) -> Result<u8> {
         .strict_limits(plan.strict_limits);
     if let Some(python) = &plan.python {
         builder = builder.python(python);
+    }
+    if let Some(image) = &plan.image {
+        builder = builder.image(image);
     }
     if let Some(target) = plan.target {
         builder = builder.target_version(target);

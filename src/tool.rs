@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use thiserror::Error;
 
-use crate::backend::native::{NativeBackend, NativeSandbox, SandboxUsage};
+use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
+use crate::backend::native::{NativeBackend, NativeSandbox};
 use crate::backend::none::NoneBackend;
-use crate::backend::{Backend, BackendKind, Enforced, ExecutionRequest};
+use crate::backend::{Backend, BackendKind, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
 use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
 use crate::result::ExecutionResult;
@@ -32,12 +33,12 @@ pub enum ToolError {
     Supervisor(String),
     #[error("the native sandbox cannot run here: {0}")]
     Sandbox(String),
-    #[error("persistent sandboxes need the native backend; this tool uses {0}")]
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("persistent sandboxes need the native or docker backend; this tool uses {0}")]
     NoPersistentSandboxes(BackendKind),
-    #[error(
-        "the {0} backend is not available in this version of code-exec; use --sandbox none (trusted code only)"
-    )]
-    BackendUnavailable(BackendKind),
+    #[error("image: the image name is empty")]
+    EmptyImage,
 }
 
 /// A request refused before anything ran.
@@ -60,9 +61,16 @@ pub struct ToolBuilder {
     supervisor: Option<PathBuf>,
     monitor_interval: Duration,
     strict_limits: bool,
+    image: Option<String>,
 }
 
 impl ToolBuilder {
+    /// The container image of the docker backend (default `python:3.11-slim`).
+    pub fn image(mut self, image: impl Into<String>) -> Self {
+        self.image = Some(image.into());
+        self
+    }
+
     /// Refuse to run (a `SandboxError` result) when any limit would not be enforced for the
     /// whole run on this host.
     pub fn strict_limits(mut self, strict: bool) -> Self {
@@ -122,6 +130,14 @@ impl ToolBuilder {
         if let Some(timeout) = self.timeout {
             limits.timeout = Timeout::new(timeout)?;
         }
+        if self.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+            return Err(ToolError::EmptyImage);
+        }
+        let sandboxed = match self.backend {
+            BackendKind::Docker => return self.build_docker(limits),
+            BackendKind::Native => true,
+            BackendKind::None => false,
+        };
         let interpreter = match &self.python {
             Some(path) => Interpreter::at(path)?,
             None => Interpreter::discover()?,
@@ -132,20 +148,47 @@ impl ToolBuilder {
             None => SupervisorBinary::locate().map_err(ToolError::Supervisor),
         };
         let mut native = None;
-        let backend: Arc<dyn Backend> = match self.backend {
-            BackendKind::None => Arc::new(NoneBackend::new(interpreter, supervisor()?)),
-            BackendKind::Native => {
-                let backend = Arc::new(
-                    NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
-                );
-                native = Some(Arc::clone(&backend));
-                backend
-            }
-            other => return Err(ToolError::BackendUnavailable(other)),
+        let backend: Arc<dyn Backend> = if sandboxed {
+            let backend = Arc::new(
+                NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
+            );
+            native = Some(Arc::clone(&backend));
+            backend
+        } else {
+            Arc::new(NoneBackend::new(interpreter, supervisor()?))
         };
         Ok(CodeExecutionTool {
             backend,
             native,
+            docker: None,
+            limits,
+            target,
+            monitor_interval: self.monitor_interval,
+            strict_limits: self.strict_limits,
+        })
+    }
+}
+
+impl ToolBuilder {
+    /// The docker backend: the engine and image are checked now. Syntax is checked against
+    /// the given version, else the image's (`PYTHON_VERSION`), else 3.11.
+    fn build_docker(self, limits: Limits) -> Result<CodeExecutionTool, ToolError> {
+        let image = self.image.as_deref().unwrap_or(DEFAULT_IMAGE);
+        let docker = Arc::new(DockerBackend::connect(image)?);
+        let target = match self.target_version {
+            Some(version) => version,
+            None => docker
+                .python_version()
+                .and_then(|v| PythonVersion::parse(&v))
+                .unwrap_or(PythonVersion {
+                    major: 3,
+                    minor: 11,
+                }),
+        };
+        Ok(CodeExecutionTool {
+            backend: Arc::clone(&docker) as Arc<dyn Backend>,
+            native: None,
+            docker: Some(docker),
             limits,
             target,
             monitor_interval: self.monitor_interval,
@@ -160,6 +203,8 @@ pub struct CodeExecutionTool {
     backend: Arc<dyn Backend>,
     /// The same backend, typed, when it is the native sandbox (persistent sandboxes need it).
     native: Option<Arc<NativeBackend>>,
+    /// The same backend, typed, when it is docker.
+    docker: Option<Arc<DockerBackend>>,
     limits: Limits,
     target: PythonVersion,
     monitor_interval: Duration,
@@ -204,6 +249,7 @@ impl CodeExecutionTool {
             supervisor: None,
             monitor_interval: DEFAULT_MONITOR_INTERVAL,
             strict_limits: false,
+            image: None,
         }
     }
 
@@ -308,13 +354,15 @@ impl CodeExecutionTool {
     /// Creates a persistent sandbox with this tool's limits (the seed's `SandboxExecutor`):
     /// many executions, files in `/work` kept between them, processes not.
     pub fn create_sandbox(&self) -> Result<SandboxExecutor, ToolError> {
-        let native = self
-            .native
-            .as_ref()
-            .ok_or(ToolError::NoPersistentSandboxes(self.backend.kind()))?;
-        let sandbox = native
-            .create_sandbox(self.limits)
-            .map_err(|e| ToolError::Sandbox(e.to_string()))?;
+        let sandbox = match (&self.native, &self.docker) {
+            (Some(native), _) => Persistent::Native(
+                native
+                    .create_sandbox(self.limits)
+                    .map_err(|e| ToolError::Sandbox(e.to_string()))?,
+            ),
+            (None, Some(docker)) => Persistent::Docker(docker.create_sandbox(self.limits)?),
+            (None, None) => return Err(ToolError::NoPersistentSandboxes(self.backend.kind())),
+        };
         Ok(SandboxExecutor {
             tool: self.clone(),
             sandbox,
@@ -324,12 +372,65 @@ impl CodeExecutionTool {
     }
 }
 
+/// The sandbox behind a [`SandboxExecutor`].
+#[derive(Debug)]
+enum Persistent {
+    Native(NativeSandbox),
+    Docker(DockerSandbox),
+}
+
+impl Persistent {
+    fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
+        match self {
+            Persistent::Native(s) => s.execute(request),
+            Persistent::Docker(s) => s.execute(request),
+        }
+    }
+
+    fn update_limits(&self, limits: &Limits) -> Result<(), ToolError> {
+        match self {
+            Persistent::Native(s) => s
+                .update_limits(limits)
+                .map_err(|e| ToolError::Sandbox(e.to_string())),
+            Persistent::Docker(s) => Ok(s.update_limits(limits)?),
+        }
+    }
+
+    fn limits_apply_live(&self) -> bool {
+        match self {
+            Persistent::Native(s) => s.limits_apply_live(),
+            Persistent::Docker(_) => true,
+        }
+    }
+
+    fn usage(&self) -> SandboxUsage {
+        match self {
+            Persistent::Native(s) => s.usage(),
+            Persistent::Docker(s) => s.usage(),
+        }
+    }
+
+    fn cleanup(&self) {
+        match self {
+            Persistent::Native(s) => s.cleanup(),
+            Persistent::Docker(s) => s.cleanup(),
+        }
+    }
+
+    fn exists(&self) -> bool {
+        match self {
+            Persistent::Native(s) => s.exists(),
+            Persistent::Docker(s) => s.exists(),
+        }
+    }
+}
+
 /// A persistent sandbox: run many executions in it, read its usage, change its limits live,
 /// clean it up (explicitly or on drop).
 #[derive(Debug)]
 pub struct SandboxExecutor {
     tool: CodeExecutionTool,
-    sandbox: NativeSandbox,
+    sandbox: Persistent,
     /// Executions run one at a time; limits and usage do not wait for them.
     running: Mutex<()>,
     limits: Mutex<Limits>,
@@ -393,9 +494,7 @@ impl SandboxExecutor {
         let mut limits = lock(&self.limits);
         let mut next = *limits;
         change(&mut next);
-        self.sandbox
-            .update_limits(&next)
-            .map_err(|e| ToolError::Sandbox(e.to_string()))?;
+        self.sandbox.update_limits(&next)?;
         *limits = next;
         Ok(next)
     }
@@ -412,6 +511,26 @@ impl SandboxExecutor {
     /// Removes the sandbox's processes, cgroup and files. Also done on drop.
     pub fn cleanup(&self) {
         self.sandbox.cleanup();
+    }
+
+    /// The container's id, for a docker sandbox.
+    pub fn container_id(&self) -> Option<&str> {
+        match &self.sandbox {
+            Persistent::Docker(s) => Some(s.id()),
+            Persistent::Native(_) => None,
+        }
+    }
+
+    /// The seed's `create_container`: a [`SandboxExecutor`] is created with its container,
+    /// so this only checks that it still exists.
+    pub fn create_container(&self) -> Result<(), ToolError> {
+        if self.sandbox.exists() {
+            Ok(())
+        } else {
+            Err(ToolError::Sandbox(
+                "the sandbox was cleaned up; create a new one".into(),
+            ))
+        }
     }
 
     /// Whether any of the sandbox's host state still exists.

@@ -438,13 +438,17 @@ fn code_over_the_size_cap_exits_2() {
 }
 
 #[test]
-fn unavailable_backends_are_sandbox_errors() {
-    let run = code_exec(&["run", "--json", "--sandbox", "docker", "-c", "print(1)"]);
+fn an_unreachable_docker_engine_is_a_sandbox_error_that_says_what_to_do() {
+    let run = code_exec_with(
+        &["run", "--json", "--sandbox", "docker", "-c", "print(1)"],
+        None,
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    );
     assert_eq!(run.status, 3, "{}", run.stderr);
     let r = run.json();
     assert_eq!(r["error_type"], "SandboxError");
     assert_eq!(r["backend"], "docker");
-    assert!(r["error"].as_str().unwrap().contains("not available"));
+    assert!(r["error"].as_str().unwrap().contains("start Docker"), "{r}");
 }
 
 #[test]
@@ -709,9 +713,18 @@ fn doctor_reports_the_host_in_words_and_json() {
         (Some("none"), Some(true)),
         "{none}"
     );
-    assert_eq!(
-        report["backends"][2]["ok"], false,
-        "docker is not in this version"
+    assert_eq!(report["backends"][2]["name"], "docker");
+    let unreachable = code_exec_with(
+        &["doctor", "--json"],
+        None,
+        &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")],
+    )
+    .json();
+    let docker = &unreachable["backends"][2];
+    assert_eq!(docker["ok"], false, "{docker}");
+    assert!(
+        docker["detail"].as_str().unwrap().contains("start Docker"),
+        "{docker}"
     );
     assert_eq!(report["native_limits"].as_array().unwrap().len(), 5);
     let text = code_exec(&["doctor"]);

@@ -55,33 +55,9 @@ native_test!(complex_code_and_stdin, {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.txt");
     std::fs::write(&input, "5\n").unwrap();
-    let code = r#"
-import json, dataclasses, collections, itertools, sqlite3, decimal, hashlib, threading, subprocess
-@dataclasses.dataclass
-class P:
-    n: int
-n = int(input())
-db = sqlite3.connect(":memory:")
-db.execute("create table t (x)")
-db.executemany("insert into t values (?)", [(i,) for i in range(n)])
-total = db.execute("select sum(x) from t").fetchone()[0]
-results = []
-threads = [threading.Thread(target=lambda i=i: results.append(i * i)) for i in range(4)]
-[t.start() for t in threads]; [t.join() for t in threads]
-echo = subprocess.run(["sh", "-c", "echo from-shell"], capture_output=True, text=True).stdout.strip()
-print(json.dumps({"p": dataclasses.asdict(P(n)), "total": total, "squares": sorted(results),
-    "dec": str(decimal.Decimal("0.1") * 3), "sha": hashlib.sha256(b"x").hexdigest()[:8],
-    "c": collections.Counter("aab")["a"], "echo": echo}, sort_keys=True))
-"#;
-    let (r, status) = run_native(code, &["--stdin", input.to_str().unwrap()]);
+    let (r, status) = run_native(COMPLEX_CODE, &["--stdin", input.to_str().unwrap()]);
     assert_eq!(status, 0, "{r}");
-    let v: Value = serde_json::from_str(output(&r).trim()).unwrap();
-    assert_eq!(v["p"]["n"], 5);
-    assert_eq!(v["total"], 10);
-    assert_eq!(v["squares"], serde_json::json!([0, 1, 4, 9]));
-    assert_eq!(v["dec"], "0.3");
-    assert_eq!(v["sha"], "2d711642");
-    assert_eq!(v["echo"], "from-shell");
+    assert_complex_output(&r);
 });
 
 native_test!(several_executions_share_nothing, {
@@ -488,34 +464,6 @@ print(resource.getrlimit(resource.RLIMIT_CORE))
     assert_eq!(lines.next(), Some("1000 ['1000']"));
     assert_eq!(lines.next(), Some("(0, 0)"));
 });
-
-/// Calls each dangerous syscall with harmless arguments and prints `name errno`.
-const PROBES: &str = r#"
-import ctypes, os
-libc = ctypes.CDLL(None, use_errno=True)
-libc.syscall.restype = ctypes.c_long
-BAD = ctypes.c_void_p(1)
-probes = [
-    ('setns', 308, -1, 0), ('mount', 165, BAD, BAD, BAD, 0, 0),
-    ('keyctl', 250, 9999, 0, 0), ('add_key', 248, BAD, BAD, 0, 0, 0), ('request_key', 249, BAD, BAD, 0, 0),
-    ('bpf', 321, 9999, 0, 0), ('userfaultfd', 323, 0xffff), ('perf_event_open', 298, BAD, 0, -1, -1, 0),
-    ('ptrace', 101, 2, -1, 0, 0), ('process_vm_readv', 310, -1, 0, 0, 0, 0, 0),
-    ('io_uring_setup', 425, 0, 0), ('kexec_load', 246, 0, 0, 0, 0xffffffff), ('init_module', 175, BAD, 0, BAD),
-    ('delete_module', 176, BAD, 0), ('reboot', 169, 0, 0, 0, 0), ('swapon', 167, BAD, 0),
-    ('open_by_handle_at', 304, -1, 0, 0), ('clone3', 435, 0, 0), ('personality', 135, 0xffffffff),
-    ('chroot', 161, BAD), ('pivot_root', 155, BAD, BAD), ('sethostname', 170, BAD, 100000),
-    ('clone_newuser', 56, 0x10000000 | 17, 0, 0, 0, 0),
-    # Last: where it is allowed it succeeds and moves this process into a new user namespace.
-    ('unshare', 272, 0x10000000),
-]
-for name, nr, *args in probes:
-    ctypes.set_errno(0)
-    ret = libc.syscall(ctypes.c_long(nr), *[a if isinstance(a, ctypes.c_void_p) else ctypes.c_long(a) for a in args])
-    err = ctypes.get_errno() if ret == -1 else 0
-    if ret == 0 and name == 'clone_newuser':
-        os._exit(0)
-    print(name, err)
-"#;
 
 fn probe_errnos(sandbox: &str) -> Vec<(String, i64)> {
     let (r, status) = run_code(PROBES, &["--sandbox", sandbox]);

@@ -2,6 +2,7 @@
 //! and the request it receives. A request's code has already passed syntax validation and its
 //! limits are valid by construction; a backend only runs and reports.
 
+pub mod docker;
 pub mod native;
 pub mod none;
 mod supervised;
@@ -116,4 +117,15 @@ impl Enforcement {
         .filter(|(_, e)| matches!(e, Enforced::PerProcess | Enforced::NotEnforced))
         .collect()
     }
+}
+
+/// Resource usage of a persistent sandbox, read from the host side.
+#[derive(Default, Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct SandboxUsage {
+    /// CPU use since the previous reading (as `docker stats` computes it), in percent of one core.
+    pub cpu_percent: f64,
+    pub memory_mb: f64,
+    pub peak_memory_mb: f64,
+    pub cpu_time_ms: f64,
+    pub pids: u32,
 }

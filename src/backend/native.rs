@@ -8,8 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use serde::Serialize;
-
+use super::SandboxUsage;
 use super::supervised::{RunError, code_environment, interpreter_args, run_helper};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
@@ -253,17 +252,6 @@ struct Totals {
     cpu_time_ms: f64,
     peak_memory_mb: f64,
     last_sample: Option<(Instant, f64)>,
-}
-
-/// Resource usage of a persistent sandbox, read from the host side.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct SandboxUsage {
-    /// CPU use since the previous reading (as `docker stats` computes it), in percent of one core.
-    pub cpu_percent: f64,
-    pub memory_mb: f64,
-    pub peak_memory_mb: f64,
-    pub cpu_time_ms: f64,
-    pub pids: u32,
 }
 
 /// A persistent native sandbox. Every method takes `&self`: limits can be changed and usage

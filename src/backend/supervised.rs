@@ -75,13 +75,13 @@ pub enum RunError {
 
 /// What the host saw happen, in the order it decides the verdict.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
+pub(super) enum StopReason {
     Timeout,
     OutputLimit(Stream),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stream {
+pub(super) enum Stream {
     Stdout,
     Stderr,
 }
@@ -275,13 +275,13 @@ fn read_status(pipe: PipeReader, tx: Sender<Event>) {
 
 /// How the run ended as the supervisor told it.
 #[derive(Debug, Clone, PartialEq)]
-struct Exit {
-    code: Option<i32>,
-    signal: Option<i32>,
-    cpu_time_ms: f64,
-    peak_memory_bytes: u64,
-    memory_limit_hit: bool,
-    duration: Duration,
+pub(super) struct Exit {
+    pub(super) code: Option<i32>,
+    pub(super) signal: Option<i32>,
+    pub(super) cpu_time_ms: f64,
+    pub(super) peak_memory_bytes: u64,
+    pub(super) memory_limit_hit: bool,
+    pub(super) duration: Duration,
 }
 
 #[derive(Default)]
@@ -408,7 +408,7 @@ fn reap_supervisor(child: &mut Child, reported_exit: bool) {
 
 /// The runner's account of an uncaught exception or a `sys.exit` with a message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct Report {
+pub(super) struct Report {
     phase: String,
     name: String,
     line: usize,
@@ -416,7 +416,7 @@ struct Report {
     message: String,
 }
 
-fn parse_report(bytes: &[u8]) -> Option<Report> {
+pub(super) fn parse_report(bytes: &[u8]) -> Option<Report> {
     let text = String::from_utf8_lossy(bytes);
     let mut parts = text.splitn(5, '\0');
     let phase = parts.next()?.to_owned();
@@ -438,7 +438,7 @@ fn parse_report(bytes: &[u8]) -> Option<Report> {
 
 /// Decides the verdict: limits seen from outside first, then the runner's report, then the
 /// exit status.
-fn verdict(
+pub(super) fn verdict(
     backend: BackendKind,
     exit: &Exit,
     stop: Option<StopReason>,

@@ -183,6 +183,37 @@ fn owner_pid(name: &str) -> Option<u32> {
 }
 
 impl RunCgroup {
+    /// The cgroup process `pid` of this host is in (v1 controllers where mounted, else v2),
+    /// for reading it; `None` if it cannot be found.
+    pub fn of_process(pid: u32) -> Option<RunCgroup> {
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+        let membership = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+        Self::of_membership(&mountinfo, &membership, Path::new("/"))
+    }
+
+    /// [`of_process`](Self::of_process) from the text of `mountinfo` and the process's
+    /// `cgroup` file, with paths resolved under `fs_root`.
+    pub fn of_membership(mountinfo: &str, membership: &str, fs_root: &Path) -> Option<RunCgroup> {
+        let mounts = parse_mounts(mountinfo);
+        if let Some(dirs) = V1Dirs::locate(&mounts, membership, fs_root) {
+            return Some(RunCgroup::V1(dirs));
+        }
+        let mount = mounts.iter().find(|m| m.fstype == "cgroup2")?;
+        let path = membership.lines().find_map(|l| l.strip_prefix("0::"))?;
+        let relative = path.strip_prefix(mount.root.as_str()).unwrap_or(path);
+        Some(RunCgroup::V2 {
+            dir: under(fs_root, &mount.mount_point).join(relative.trim_start_matches('/')),
+        })
+    }
+
+    /// Whether any of this cgroup's directories has `needle` in its path.
+    pub fn path_contains(&self, needle: &str) -> bool {
+        match self {
+            RunCgroup::V1(d) => d.all().iter().any(|p| p.to_string_lossy().contains(needle)),
+            RunCgroup::V2 { dir } => dir.to_string_lossy().contains(needle),
+        }
+    }
+
     /// Every `cgroup.procs` file a process must be written to in order to join.
     pub fn procs_files(&self) -> Vec<PathBuf> {
         match self {

@@ -24,6 +24,16 @@ pub struct V1Dirs {
 impl V1Dirs {
     /// This process's own cgroup in each needed controller, if all are mounted and writable.
     pub(crate) fn detect(mounts: &[Mount], membership: &str, fs_root: &Path) -> Option<V1Dirs> {
+        let dirs = Self::locate(mounts, membership, fs_root)?;
+        dirs.all()
+            .into_iter()
+            .all(can_create_children)
+            .then_some(dirs)
+    }
+
+    /// The cgroup of a process (from its `/proc/<pid>/cgroup` text) in each needed
+    /// controller, if all are mounted.
+    pub(crate) fn locate(mounts: &[Mount], membership: &str, fs_root: &Path) -> Option<V1Dirs> {
         let dir_of = |controller: &str| -> Option<PathBuf> {
             let mount = mounts.iter().find(|m| {
                 m.fstype == "cgroup" && m.super_options.split(',').any(|o| o == controller)
@@ -39,8 +49,7 @@ impl V1Dirs {
                     .then_some(path)
             })?;
             let relative = own.strip_prefix(mount.root.as_str()).unwrap_or(own);
-            let dir = under(fs_root, &mount.mount_point).join(relative.trim_start_matches('/'));
-            can_create_children(&dir).then_some(dir)
+            Some(under(fs_root, &mount.mount_point).join(relative.trim_start_matches('/')))
         };
         Some(V1Dirs {
             memory: dir_of("memory")?,
@@ -182,6 +191,25 @@ mod tests {
         assert_eq!(dirs.cpu, tmp.path().join("sys/fs/cgroup/cpu"));
         assert_eq!(dirs.pids, tmp.path().join("sys/fs/cgroup/pids"));
         assert_eq!(driver.version(), 1);
+    }
+
+    #[test]
+    fn finds_another_process_cgroup_for_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        fake_host(tmp.path());
+        let container = "9:pids:/docker/c0ffee\n4:memory:/docker/c0ffee\n2:cpuacct:/docker/c0ffee\n1:cpu:/docker/c0ffee\n0::/\n";
+        let found = RunCgroup::of_membership(MOUNTINFO, container, tmp.path()).unwrap();
+        let RunCgroup::V1(dirs) = &found else {
+            panic!("expected v1, got {found:?}")
+        };
+        assert_eq!(
+            dirs.memory,
+            tmp.path().join("sys/fs/cgroup/memory/docker/c0ffee")
+        );
+        assert!(found.path_contains("c0ffee"));
+        assert!(!found.path_contains("deadbeef"));
+        // Only found, never created: reading a cgroup needs no write access.
+        assert!(!dirs.memory.exists());
     }
 
     #[test]

@@ -118,6 +118,40 @@ mod tests {
     }
 
     #[test]
+    fn finds_another_process_cgroup_for_reading() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp
+            .path()
+            .join("sys/fs/cgroup/system.slice/docker-c0ffee.scope");
+        fake_cgroup_dir(
+            &dir,
+            &[
+                ("memory.current", "1048576\n"),
+                ("cpu.stat", "usage_usec 2500\nuser_usec 2000\n"),
+                ("pids.current", "3\n"),
+                ("memory.events", "oom 1\noom_kill 1\n"),
+            ],
+        );
+        let found = RunCgroup::of_membership(
+            MOUNTINFO,
+            "0::/system.slice/docker-c0ffee.scope\n",
+            tmp.path(),
+        )
+        .unwrap();
+        assert_eq!(found, RunCgroup::V2 { dir });
+        let usage = found.usage();
+        assert_eq!(
+            (
+                usage.cpu_time_ns,
+                usage.memory_bytes,
+                usage.pids,
+                usage.oom_kills
+            ),
+            (2_500_000, 1_048_576, 3, 1)
+        );
+    }
+
+    #[test]
     fn root_delegates_below_the_hierarchy_root() {
         let tmp = tempfile::tempdir().unwrap();
         let cg = tmp.path().join("sys/fs/cgroup");

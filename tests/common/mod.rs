@@ -337,3 +337,120 @@ pub fn venv_with_package() -> (tempfile::TempDir, PathBuf) {
     std::fs::write(package.join("__init__.py"), "MARK = 42\n").unwrap();
     (dir, venv.join("bin/python"))
 }
+
+/// Code touching much of the standard library (threads, a subprocess, sqlite, stdin): the
+/// seed's "complex code" case. Reads a number on stdin.
+pub const COMPLEX_CODE: &str = r#"
+import json, dataclasses, collections, itertools, sqlite3, decimal, hashlib, threading, subprocess
+@dataclasses.dataclass
+class P:
+    n: int
+n = int(input())
+db = sqlite3.connect(":memory:")
+db.execute("create table t (x)")
+db.executemany("insert into t values (?)", [(i,) for i in range(n)])
+total = db.execute("select sum(x) from t").fetchone()[0]
+results = []
+threads = [threading.Thread(target=lambda i=i: results.append(i * i)) for i in range(4)]
+[t.start() for t in threads]; [t.join() for t in threads]
+echo = subprocess.run(["sh", "-c", "echo from-shell"], capture_output=True, text=True).stdout.strip()
+print(json.dumps({"p": dataclasses.asdict(P(n)), "total": total, "squares": sorted(results),
+    "dec": str(decimal.Decimal("0.1") * 3), "sha": hashlib.sha256(b"x").hexdigest()[:8],
+    "c": collections.Counter("aab")["a"], "echo": echo}, sort_keys=True))
+"#;
+
+/// Calls each dangerous syscall with harmless arguments and prints `name errno`.
+/// What [`COMPLEX_CODE`] prints when given `5` on stdin.
+pub fn assert_complex_output(r: &Value) {
+    let v: Value = serde_json::from_str(r["output"].as_str().unwrap_or_default().trim())
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {r}"));
+    assert_eq!(v["p"]["n"], 5);
+    assert_eq!(v["total"], 10);
+    assert_eq!(v["squares"], serde_json::json!([0, 1, 4, 9]));
+    assert_eq!(v["dec"], "0.3");
+    assert_eq!(v["sha"], "2d711642");
+    assert_eq!(v["echo"], "from-shell");
+}
+
+pub const PROBES: &str = r#"
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+BAD = ctypes.c_void_p(1)
+probes = [
+    ('setns', 308, -1, 0), ('mount', 165, BAD, BAD, BAD, 0, 0),
+    ('keyctl', 250, 9999, 0, 0), ('add_key', 248, BAD, BAD, 0, 0, 0), ('request_key', 249, BAD, BAD, 0, 0),
+    ('bpf', 321, 9999, 0, 0), ('userfaultfd', 323, 0xffff), ('perf_event_open', 298, BAD, 0, -1, -1, 0),
+    ('ptrace', 101, 2, -1, 0, 0), ('process_vm_readv', 310, -1, 0, 0, 0, 0, 0),
+    ('io_uring_setup', 425, 0, 0), ('kexec_load', 246, 0, 0, 0, 0xffffffff), ('init_module', 175, BAD, 0, BAD),
+    ('delete_module', 176, BAD, 0), ('reboot', 169, 0, 0, 0, 0), ('swapon', 167, BAD, 0),
+    ('open_by_handle_at', 304, -1, 0, 0), ('clone3', 435, 0, 0), ('personality', 135, 0xffffffff),
+    ('chroot', 161, BAD), ('pivot_root', 155, BAD, BAD), ('sethostname', 170, BAD, 100000),
+    ('clone_newuser', 56, 0x10000000 | 17, 0, 0, 0, 0),
+    # Last: where it is allowed it succeeds and moves this process into a new user namespace.
+    ('unshare', 272, 0x10000000),
+]
+for name, nr, *args in probes:
+    ctypes.set_errno(0)
+    ret = libc.syscall(ctypes.c_long(nr), *[a if isinstance(a, ctypes.c_void_p) else ctypes.c_long(a) for a in args])
+    err = ctypes.get_errno() if ret == -1 else 0
+    if ret == 0 and name == 'clone_newuser':
+        os._exit(0)
+    print(name, err)
+"#;
+
+/// The image the docker tests run in: `$CODE_EXEC_TEST_IMAGE`, else the one
+/// `scripts/build-docker-image.sh` builds.
+pub fn docker_image() -> String {
+    std::env::var("CODE_EXEC_TEST_IMAGE").unwrap_or_else(|_| "code-exec-python:3.11".to_owned())
+}
+
+/// Whether the Docker Engine answers and has the test image. Under `CI=true` their absence
+/// fails the test; elsewhere the test is skipped, loudly, with the reason.
+pub fn docker_or_skip(test: &str) -> bool {
+    use code_execution_tool::backend::docker::Engine;
+    let reason = match Engine::connect() {
+        Err(e) => e.to_string(),
+        Ok(engine) => match engine.image_python_version(&docker_image()) {
+            Ok(_) => return true,
+            Err(e) => e.to_string(),
+        },
+    };
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: the Docker Engine is needed under CI=true: {reason}");
+    }
+    skip_loudly(test, &reason);
+    false
+}
+
+/// `code-exec run --json --sandbox docker --image IMAGE -c CODE EXTRA...`.
+pub fn run_docker(code: &str, extra: &[&str]) -> (Value, i32) {
+    let image = docker_image();
+    let mut args = vec!["--sandbox", "docker", "--image", &image];
+    args.extend_from_slice(extra);
+    run_code(code, &args)
+}
+
+/// Ids of every container carrying our label.
+pub fn our_containers() -> Vec<String> {
+    code_execution_tool::backend::docker::Engine::connect()
+        .and_then(|e| e.labelled_containers())
+        .expect("list containers")
+}
+
+/// After a docker run: no process carrying `tag` (container processes are host processes
+/// too) and no container with our label.
+pub fn assert_docker_clean(tag: &str) {
+    assert_no_survivors(tag);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let left = our_containers();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() > deadline {
+            panic!("containers left behind: {left:?}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
