@@ -157,13 +157,24 @@ fn oversized_code_is_refused_before_anything_runs() {
 }
 
 #[test]
-fn unavailable_backends_say_so() {
-    let err = CodeExecutionTool::new(BackendKind::Docker).unwrap_err();
+fn docker_builder_input_is_validated_before_any_engine_call() {
+    let err = CodeExecutionTool::builder()
+        .backend(BackendKind::Docker)
+        .image("  ")
+        .build()
+        .unwrap_err();
+    assert!(matches!(err, ToolError::EmptyImage), "{err}");
+    let err = CodeExecutionTool::builder()
+        .backend(BackendKind::Docker)
+        .memory_limit_mb(0)
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("memory_mb"), "{err}");
+    let none = CodeExecutionTool::new(BackendKind::None).unwrap();
     assert!(matches!(
-        err,
-        ToolError::BackendUnavailable(BackendKind::Docker)
+        none.create_sandbox().unwrap_err(),
+        ToolError::NoPersistentSandboxes(BackendKind::None)
     ));
-    assert!(err.to_string().contains("not available"), "{err}");
 }
 
 #[test]
