@@ -5,30 +5,15 @@
 //!
 //! Prints median wall times, the median of per-round ratios, and throughput with 2 in parallel.
 
-use std::process::{Command, Stdio};
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::{median, time_command};
 
 use code_execution_tool::{BackendKind, CodeExecutionTool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_code-exec");
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    values[values.len() / 2]
-}
-
-fn time_command(program: &str, args: &[&str]) -> f64 {
-    let started = Instant::now();
-    let status = Command::new(program)
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .expect("run");
-    assert!(status.success(), "{program} {args:?} failed");
-    started.elapsed().as_secs_f64() * 1000.0
-}
 
 fn time_tool(tool: &CodeExecutionTool) -> f64 {
     let started = Instant::now();
