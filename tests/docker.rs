@@ -701,3 +701,40 @@ docker_test!(fds_and_symlinks_lead_nowhere, {
         "0-2, the runner's report fd and listdir's own: {r}"
     );
 });
+
+docker_test!(a_killed_caller_is_reaped_by_the_next_start, {
+    let image = docker_image();
+    let mut caller = std::process::Command::new(bin())
+        .args([
+            "run",
+            "--sandbox",
+            "docker",
+            "--image",
+            &image,
+            "--timeout",
+            "60",
+            "-c",
+            "import time; time.sleep(60)",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while our_containers().is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the run never created its container"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    caller.kill().unwrap();
+    caller.wait().unwrap();
+    assert_eq!(
+        our_containers().len(),
+        1,
+        "SIGKILL leaves the container for now"
+    );
+    let (r, status) = run_docker("print('next')", &[]);
+    assert_eq!(status, 0, "{r}");
+});
