@@ -18,6 +18,7 @@ pub mod interpreter;
 pub mod limits;
 pub mod result;
 pub mod sandbox;
+pub mod server;
 pub mod supervisor;
 pub mod syntax;
 mod sys;

@@ -43,6 +43,36 @@ enum Command {
     Check(CheckArgs),
     /// Say what this host supports and which backends and limits work here.
     Doctor(DoctorArgs),
+    /// Serve the HTTP JSON API (token from CODE_EXEC_TOKEN or --token-file).
+    Serve(ServeArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// Address to listen on; a non-loopback address needs a token.
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "ADDR:PORT")]
+    listen: String,
+    /// A file holding the bearer token (instead of CODE_EXEC_TOKEN).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Executions at once [default: the number of cores].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    max_concurrency: Option<String>,
+    /// Requests waiting for a slot before 429 [default: 64].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    max_queue: Option<String>,
+    /// Largest request body in bytes [default: 2097152].
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    body_limit: Option<String>,
+    /// Seconds an idle persistent sandbox lives [default: 600].
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    sandbox_ttl: Option<String>,
+    /// Backend of requests that do not name one: native, docker or none.
+    #[arg(long, default_value = "native")]
+    sandbox: String,
+    /// Image of the docker backend [default: python:3.11-slim].
+    #[arg(long, value_name = "IMAGE")]
+    image: Option<String>,
 }
 
 #[derive(Args)]
@@ -141,6 +171,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Check(args) => check(args),
         Command::Doctor(args) => doctor(args),
+        Command::Serve(args) => serve(args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -268,6 +299,93 @@ fn run(args: RunArgs) -> Result<u8> {
         .run(&plan.code, plan.stdin.as_deref(), plan.monitor)
         .map_err(|e| anyhow!(e))?;
     Ok(report(&result, plan.json))
+}
+
+/// A whole number in `range` for flag `flag`, or an error naming the flag and the range.
+fn whole_number(
+    flag: &str,
+    value: Option<&String>,
+    default: u64,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<u64> {
+    let Some(text) = value else {
+        return Ok(default);
+    };
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|v| range.contains(v))
+        .ok_or_else(|| {
+            anyhow!(
+                "{flag}: {text:?} is not a whole number from {} to {}",
+                range.start(),
+                range.end()
+            )
+        })
+}
+
+fn serve(args: ServeArgs) -> Result<u8> {
+    use code_execution_tool::server::{ServerConfig, serve};
+    let listen: std::net::SocketAddr = args
+        .listen
+        .parse()
+        .map_err(|e| anyhow!("--listen: {:?} is not ADDRESS:PORT ({e})", args.listen))?;
+    let token = match (&args.token_file, std::env::var("CODE_EXEC_TOKEN").ok()) {
+        (Some(_), Some(_)) => {
+            bail!("give the token either in CODE_EXEC_TOKEN or with --token-file, not both")
+        }
+        (Some(path), None) => Some(
+            std::fs::read_to_string(path)
+                .with_context(|| format!("--token-file {}", path.display()))?
+                .trim()
+                .to_owned(),
+        ),
+        (None, env) => env,
+    };
+    if token
+        .as_deref()
+        .is_some_and(|t| t.len() < 16 || t.chars().any(char::is_whitespace))
+    {
+        bail!("the token must be at least 16 characters, without whitespace");
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get() as u64);
+    let default_sandbox: BackendKind = args
+        .sandbox
+        .parse()
+        .map_err(|e: String| anyhow!("--sandbox: {e}"))?;
+    if args.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
+        bail!("--image: the image name is empty");
+    }
+    let config = ServerConfig {
+        listen,
+        token,
+        max_concurrency: whole_number(
+            "--max-concurrency",
+            args.max_concurrency.as_ref(),
+            cores,
+            1..=1024,
+        )? as usize,
+        max_queue: whole_number("--max-queue", args.max_queue.as_ref(), 64, 0..=100_000)? as usize,
+        body_limit: whole_number(
+            "--body-limit",
+            args.body_limit.as_ref(),
+            2 * 1024 * 1024,
+            1024..=64 * 1024 * 1024,
+        )? as usize,
+        sandbox_ttl: Duration::from_secs(whole_number(
+            "--sandbox-ttl",
+            args.sandbox_ttl.as_ref(),
+            600,
+            1..=7 * 24 * 3600,
+        )?),
+        image: args.image,
+        default_sandbox,
+    };
+    serve(config, |addr| {
+        println!("code-exec: listening on http://{addr}");
+        let _ = std::io::stdout().flush();
+    })?;
+    Ok(0)
 }
 
 /// Prints the result and returns the exit status.

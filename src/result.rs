@@ -20,6 +20,8 @@ pub enum ErrorType {
     Timeout,
     MemoryLimit,
     OutputLimit,
+    /// The caller cancelled the run (e.g. an HTTP client went away); it was killed.
+    Cancelled,
     /// Killed by a signal that no limit sent.
     Crash,
     /// The tool itself failed; never used for the code's own faults.
@@ -35,6 +37,7 @@ impl ErrorType {
             ErrorType::Timeout => "Timeout",
             ErrorType::MemoryLimit => "MemoryLimit",
             ErrorType::OutputLimit => "OutputLimit",
+            ErrorType::Cancelled => "Cancelled",
             ErrorType::Crash => "Crash",
             ErrorType::SandboxError => "SandboxError",
         }

@@ -12,7 +12,7 @@ use thiserror::Error;
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
 use crate::backend::native::{NativeBackend, NativeSandbox};
 use crate::backend::none::NoneBackend;
-use crate::backend::{Backend, BackendKind, Enforced, ExecutionRequest, SandboxUsage};
+use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
 use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
 use crate::result::ExecutionResult;
@@ -283,6 +283,17 @@ impl CodeExecutionTool {
         stdin: Option<&[u8]>,
         monitor: Option<Duration>,
     ) -> Result<ExecutionResult, ExecuteError> {
+        self.run_cancellable(code, stdin, monitor, None)
+    }
+
+    /// [`run`](Self::run) that stops (result `Cancelled`) when `cancel` is set.
+    pub fn run_cancellable(
+        &self,
+        code: &[u8],
+        stdin: Option<&[u8]>,
+        monitor: Option<Duration>,
+        cancel: Option<Cancel>,
+    ) -> Result<ExecutionResult, ExecuteError> {
         if let Err(rejected) = self.admit(code)? {
             return Ok(rejected);
         }
@@ -291,6 +302,7 @@ impl CodeExecutionTool {
             stdin,
             limits: self.limits,
             monitor,
+            cancel,
         };
         Ok(self.finish(self.backend.execute(&request)))
     }
@@ -454,6 +466,17 @@ impl SandboxExecutor {
         stdin: Option<&[u8]>,
         monitor: Option<Duration>,
     ) -> Result<ExecutionResult, ExecuteError> {
+        self.run_cancellable(code, stdin, monitor, None)
+    }
+
+    /// [`run`](Self::run) that stops (result `Cancelled`) when `cancel` is set.
+    pub fn run_cancellable(
+        &self,
+        code: &[u8],
+        stdin: Option<&[u8]>,
+        monitor: Option<Duration>,
+        cancel: Option<Cancel>,
+    ) -> Result<ExecutionResult, ExecuteError> {
         if let Err(rejected) = self.tool.admit(code)? {
             return Ok(rejected);
         }
@@ -464,6 +487,7 @@ impl SandboxExecutor {
             stdin,
             limits,
             monitor,
+            cancel,
         };
         Ok(self.tool.finish(self.sandbox.execute(&request)))
     }
@@ -481,6 +505,27 @@ impl SandboxExecutor {
         self.apply(|l| {
             l.memory_mb = memory;
             l.cpu = cpu;
+        })
+    }
+
+    /// Changes any of memory, CPU and pids at once, live; `None` keeps a value. Nothing
+    /// changes if the sandbox refuses the new set.
+    pub fn set_live_limits(
+        &self,
+        memory_mb: Option<MemoryMb>,
+        cpu: Option<CpuFraction>,
+        pids: Option<crate::limits::Pids>,
+    ) -> Result<Limits, ToolError> {
+        self.apply(|l| {
+            if let Some(memory) = memory_mb {
+                l.memory_mb = memory;
+            }
+            if let Some(cpu) = cpu {
+                l.cpu = cpu;
+            }
+            if let Some(pids) = pids {
+                l.pids = pids;
+            }
         })
     }
 

@@ -738,3 +738,36 @@ docker_test!(a_killed_caller_is_reaped_by_the_next_start, {
     let (r, status) = run_docker("print('next')", &[]);
     assert_eq!(status, 0, "{r}");
 });
+
+docker_test!(thread_bomb_and_inode_exhaustion_are_bounded, {
+    let code = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('capped', n < 64)\n";
+    let (r, status) = run_docker(code, &["--pids", "20", "--timeout", "10"]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "capped True\n");
+    let code = "n = 0\ntry:\n    while True:\n        open('/work/f%d' % n, 'w').close(); n += 1\nexcept OSError as e:\n    print('stopped', n < 20000, e.errno)";
+    let (r, status) = run_docker(code, &["--timeout", "30"]);
+    assert_eq!(status, 0, "{r}");
+    assert!(output(&r).starts_with("stopped True 28"), "ENOSPC: {r}");
+});
+
+docker_test!(mlock_memfd_and_stack_overflow_are_contained, {
+    let code = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
+    let (r, status) = run_docker(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "mlock -1 True\n",
+        "locking 16 MB must fail: {r}"
+    );
+    let memfd = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+    let (r, _) = run_docker(memfd, &["--memory", "64", "--timeout", "20"]);
+    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    let overflow =
+        "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+    let (r, _) = run_docker(overflow, &["--timeout", "20"]);
+    assert_eq!(
+        (r["error_type"].clone(), r["signal"].clone()),
+        ("Crash".into(), "SIGSEGV".into()),
+        "{r}"
+    );
+});

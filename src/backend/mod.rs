@@ -59,6 +59,28 @@ impl FromStr for BackendKind {
     }
 }
 
+/// Lets a caller stop an execution it no longer wants (a client that went away): the run is
+/// killed as for a timeout and its result says `Cancelled`. Clones share one flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    pub fn new() -> Cancel {
+        Cancel::default()
+    }
+
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// How often a running execution looks at its [`Cancel`] flag.
+pub(crate) const CANCEL_POLL: Duration = Duration::from_millis(50);
+
 /// One execution, as a backend receives it.
 #[derive(Debug, Clone)]
 pub struct ExecutionRequest<'a> {
@@ -69,6 +91,8 @@ pub struct ExecutionRequest<'a> {
     pub limits: Limits,
     /// Sample resource usage at this interval and return the samples.
     pub monitor: Option<Duration>,
+    /// Stops the run when set.
+    pub cancel: Option<Cancel>,
 }
 
 /// A way of running code. Implementations never panic on anything the code does: every

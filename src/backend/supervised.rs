@@ -77,6 +77,7 @@ pub enum RunError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum StopReason {
     Timeout,
+    Cancelled,
     OutputLimit(Stream),
 }
 
@@ -181,7 +182,13 @@ pub(crate) fn run_helper(
     drop(tx);
 
     let timeout = request.limits.timeout.get();
-    let outcome = watch(&rx, &mut control_w, timeout, &mut child);
+    let outcome = watch(
+        &rx,
+        &mut control_w,
+        timeout,
+        request.cancel.as_ref(),
+        &mut child,
+    );
     // Streams close once every process of the run is gone: wait briefly for all three.
     let drain_deadline = Instant::now() + DRAIN_GRACE;
     let mut open_streams = 3 - outcome.streams_closed;
@@ -298,6 +305,7 @@ fn watch(
     rx: &Receiver<Event>,
     control: &mut impl Write,
     timeout: Duration,
+    cancel: Option<&super::Cancel>,
     supervisor: &mut Child,
 ) -> Outcome {
     let mut outcome = Outcome::default();
@@ -321,6 +329,19 @@ fn watch(
             Some(at) => (at + KILL_GRACE).saturating_duration_since(now),
             None => (started.unwrap_or(spawned) + timeout).saturating_duration_since(now),
         };
+        let wait = match cancel {
+            Some(_) => wait.min(super::CANCEL_POLL),
+            None => wait,
+        };
+        if kill_sent_at.is_none() && cancel.is_some_and(super::Cancel::is_cancelled) {
+            stop(
+                &mut outcome,
+                StopReason::Cancelled,
+                control,
+                &mut kill_sent_at,
+            );
+            continue;
+        }
         match rx.recv_timeout(wait) {
             Ok(Event::Supervisor(SupervisorEvent::Started { .. })) => {
                 started = Some(Instant::now());
@@ -367,19 +388,26 @@ fn watch(
             Ok(Event::StreamClosed) => outcome.streams_closed += 1,
             Ok(Event::StatusClosed) | Err(RecvTimeoutError::Disconnected) => return outcome,
             Err(RecvTimeoutError::Timeout) => {
-                if kill_sent_at.is_some() {
-                    // The supervisor did not finish its kill in time: stop it by force. Its
-                    // control channel closing would make a live one kill the rest.
-                    sys::kill_pid(supervisor.id());
-                    outcome.failure = Some("the supervisor did not stop the run in time".into());
-                    return outcome;
+                let now = Instant::now();
+                match kill_sent_at {
+                    // Woken early only to look at the cancel flag.
+                    Some(at) if now < at + KILL_GRACE => {}
+                    None if now < started.unwrap_or(spawned) + timeout => {}
+                    Some(_) => {
+                        // The supervisor did not finish its kill in time: stop it by force.
+                        // Its control channel closing would make a live one kill the rest.
+                        sys::kill_pid(supervisor.id());
+                        outcome.failure =
+                            Some("the supervisor did not stop the run in time".into());
+                        return outcome;
+                    }
+                    None => stop(
+                        &mut outcome,
+                        StopReason::Timeout,
+                        control,
+                        &mut kill_sent_at,
+                    ),
                 }
-                stop(
-                    &mut outcome,
-                    StopReason::Timeout,
-                    control,
-                    &mut kill_sent_at,
-                );
             }
         }
     }
@@ -460,6 +488,10 @@ pub(super) fn verdict(
                 "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
                 limits.memory_mb
             )),
+        ),
+        (Some(StopReason::Cancelled), _) => (
+            Some(ErrorType::Cancelled),
+            Some("the execution was cancelled by its caller".into()),
         ),
         (Some(StopReason::Timeout), _) => (
             Some(ErrorType::Timeout),

@@ -24,6 +24,7 @@ use thiserror::Error;
 use tokio::io::AsyncWriteExt;
 
 use super::owner::Owner;
+use crate::backend::{CANCEL_POLL, Cancel};
 use crate::cgroup::RunCgroup;
 use crate::limits::Limits;
 use crate::result::Sample;
@@ -84,15 +85,7 @@ pub enum DockerError {
 }
 
 fn engine_error(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> DockerError {
-    move |source| match source {
-        bollard::errors::Error::DockerResponseServerError {
-            status_code: 404,
-            ref message,
-        } if action == "create the container" => {
-            DockerError::ImageMissing(message.rsplit(": ").next().unwrap_or(message).to_owned())
-        }
-        _ => DockerError::Engine { action, source },
-    }
+    move |source| DockerError::Engine { action, source }
 }
 
 /// A connection to one Docker Engine.
@@ -217,6 +210,7 @@ impl UsagePoint {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stop {
     Timeout,
+    Cancelled,
     StdoutCap,
     StderrCap,
 }
@@ -239,6 +233,7 @@ pub struct ExecSpec<'a> {
     pub kill: KillMode,
     /// Where to read usage; found on demand when `None`.
     pub usage: Option<&'a UsageSource>,
+    pub cancel: Option<&'a Cancel>,
 }
 
 /// What came back from one execution.
@@ -805,7 +800,11 @@ async fn execute(
     let deadline = tokio::time::Instant::from_std(begun + spec.timeout);
     let mut kill_deadline: Option<tokio::time::Instant> = None;
     loop {
-        let until = kill_deadline.unwrap_or(deadline);
+        let until = match (kill_deadline, spec.cancel) {
+            (Some(at), _) => at,
+            (None, Some(_)) => deadline.min(tokio::time::Instant::now() + CANCEL_POLL),
+            (None, None) => deadline,
+        };
         let next = tokio::time::timeout_at(until, output.next()).await;
         let stop = match next {
             Ok(Some(Ok(LogOutput::StdOut { message }))) => {
@@ -828,6 +827,8 @@ async fn execute(
             Ok(Some(Ok(_))) => None,
             Ok(Some(Err(_))) | Ok(None) => break,
             Err(_) if kill_deadline.is_some() => break,
+            Err(_) if spec.cancel.is_some_and(Cancel::is_cancelled) => Some(Stop::Cancelled),
+            Err(_) if tokio::time::Instant::now() < deadline => None,
             Err(_) => Some(Stop::Timeout),
         };
         if let Some(stop) = stop

@@ -363,6 +363,7 @@ fn run_in(
         monitor: request.monitor,
         kill,
         usage,
+        cancel: request.cancel.as_ref(),
     };
     let mut outcome = engine.execute(id, &spec, &wrapper_argv(), &nonce)?;
     let frame = take_frame(&mut outcome.stderr, &nonce);
@@ -388,6 +389,7 @@ fn assemble(
     let cap = request.limits.max_output_bytes.as_usize();
     let mut stop = outcome.stop.map(|s| match s {
         Stop::Timeout => StopReason::Timeout,
+        Stop::Cancelled => StopReason::Cancelled,
         Stop::StdoutCap => StopReason::OutputLimit(Stream::Stdout),
         Stop::StderrCap => StopReason::OutputLimit(Stream::Stderr),
     });
