@@ -24,7 +24,9 @@ pub mod syntax;
 mod sys;
 pub mod tool;
 
-pub use backend::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest, SandboxUsage};
+pub use backend::{
+    Backend, BackendKind, Cancel, Enforced, Enforcement, ExecutionRequest, SandboxUsage,
+};
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use result::{ErrorType, ExecutionResult, Sample};

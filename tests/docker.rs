@@ -771,3 +771,39 @@ docker_test!(mlock_memfd_and_stack_overflow_are_contained, {
         "{r}"
     );
 });
+
+docker_test!(a_cancelled_execution_is_killed_at_once, {
+    let tag = "codeexec_a_cancelled_execution_is_killed_at_once";
+    let tool = tool(128, 0.5, 60);
+    let sandbox = tool.create_sandbox().unwrap();
+    for (name, run_in_sandbox) in [("one-shot", false), ("persistent", true)] {
+        let cancel = code_execution_tool::Cancel::new();
+        let code = format!(
+            "import subprocess, time\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep')\ntime.sleep(300)"
+        );
+        let started = Instant::now();
+        let result = std::thread::scope(|s| {
+            let running = s.spawn(|| {
+                if run_in_sandbox {
+                    sandbox.run_cancellable(code.as_bytes(), None, None, Some(cancel.clone()))
+                } else {
+                    tool.run_cancellable(code.as_bytes(), None, None, Some(cancel.clone()))
+                }
+            });
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while processes_with(tag).is_empty() {
+                assert!(Instant::now() < deadline, "{name}: never started");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            cancel.cancel();
+            running.join().unwrap().unwrap()
+        });
+        assert_eq!(
+            result.error_type.as_ref().map(|e| e.as_str()),
+            Some("Cancelled"),
+            "{name}: {result:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(30), "{name}");
+        assert_no_survivors(tag);
+    }
+});

@@ -211,3 +211,33 @@ fn results_serialize_to_the_cli_contract() {
     assert_eq!(value["error_type"], serde_json::Value::Null);
     assert_eq!(value["backend"], "none");
 }
+
+#[test]
+fn a_cancelled_execution_stops_with_cancelled() {
+    let tool = CodeExecutionTool::new(BackendKind::None).unwrap();
+    let cancel = code_execution_tool::Cancel::new();
+    let started = std::time::Instant::now();
+    let result = std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            tool.run_cancellable(
+                b"import time\ntime.sleep(60)",
+                None,
+                None,
+                Some(cancel.clone()),
+            )
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+        running.join().unwrap().unwrap()
+    });
+    assert_eq!(
+        result.error_type.as_ref().map(|e| e.as_str()),
+        Some("Cancelled"),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        result.error.as_deref(),
+        Some("the execution was cancelled by its caller")
+    );
+}

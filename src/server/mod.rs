@@ -262,14 +262,18 @@ impl Drop for CancelOnDrop {
     }
 }
 
+fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "the request body is over the server's limit (--body-limit)",
+    )
+}
+
 /// The body, or 413 when over the cap (refused before it is read whole) / 400 otherwise.
 fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     bytes.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the request body is over the server's limit (--body-limit)",
-            )
+            too_large()
         } else {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -464,8 +468,19 @@ async fn not_found() -> ApiError {
     )
 }
 
-/// Bearer-token check for every route but `/healthz`; answers 401 with a JSON error.
-async fn authorize(State(state): State<Shared>, request: Request, next: Next) -> Response {
+/// The gate of every request: a body whose declared length is over the cap is refused (413)
+/// before any of it is read (a body without a length is cut off by the extractor's limit as
+/// it is read); then the bearer token is checked on every route but `/healthz` (401).
+async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.config.body_limit as u64) {
+        state.metrics.answered(StatusCode::PAYLOAD_TOO_LARGE);
+        return too_large().into_response();
+    }
     let needs_token = request.uri().path() != "/healthz";
     if let (true, Some(token)) = (needs_token, state.config.token.as_deref()) {
         let given = request
@@ -549,10 +564,7 @@ fn router(state: Shared) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            authorize,
-        ))
+        .layer(middleware::from_fn_with_state(Arc::clone(&state), gate))
         .with_state(state)
 }
 

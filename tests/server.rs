@@ -1,0 +1,673 @@
+//! `code-exec serve` driven over real loopback HTTP: every route and error status, auth, the
+//! queue under a flood, client disconnects, sandbox expiry and shutdown, with the host checked
+//! afterwards (no process, cgroup, run directory or mount left behind).
+
+#[macro_use]
+mod common;
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Value, json};
+
+/// A server process on a free loopback port, stopped with SIGTERM on drop.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Server {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = Command::new(bin())
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .env_remove(if env.iter().any(|(k, _)| *k == "CODE_EXEC_TOKEN") {
+                "CODE_EXEC_UNUSED"
+            } else {
+                "CODE_EXEC_TOKEN"
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start code-exec serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("code-exec: listening on http://")
+            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
+            .parse()
+            .unwrap();
+        Server { child, addr }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then the exit status (killed after 20 s).
+    fn stop(&mut self) -> i32 {
+        Command::new("kill")
+            .args(["-TERM", &self.pid().to_string()])
+            .status()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                self.child.kill().unwrap();
+                panic!("the server did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Asserts that no run cgroup of this server exists (none is running or kept).
+    fn assert_no_cgroups(&self) {
+        let prefix = format!("code-exec-{}-", self.pid());
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let left = cgroups_named(&prefix);
+            if left.is_empty() {
+                return;
+            }
+            assert!(Instant::now() < deadline, "cgroups left: {left}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Reply {
+        http(
+            self.addr,
+            method,
+            path,
+            &[],
+            body.map(|b| b.to_string()).as_deref(),
+        )
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Reply {
+    status: u16,
+    headers: HashMap<String, String>,
+    body: String,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {} {:?}", self.status, self.body))
+    }
+
+    fn error(&self) -> String {
+        self.json()["error"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no error message: {self:?}"))
+            .to_owned()
+    }
+}
+
+/// One HTTP/1.1 request on a fresh connection.
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(120)))
+        .unwrap();
+    let body = body.unwrap_or("");
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        request.push_str(&format!("{k}: {v}\r\n"));
+    }
+    request.push_str("\r\n");
+    request.push_str(body);
+    stream.write_all(request.as_bytes()).unwrap();
+    read_reply(stream)
+}
+
+fn read_reply(stream: TcpStream) -> Reply {
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line).unwrap();
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .unwrap_or_else(|| panic!("no status line: {status_line:?}"))
+        .parse()
+        .unwrap();
+    let mut headers = HashMap::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        let (k, v) = line.split_once(':').unwrap();
+        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
+    }
+    let mut body = Vec::new();
+    match headers.get("content-length") {
+        Some(n) => {
+            body.resize(n.parse().unwrap(), 0);
+            reader.read_exact(&mut body).unwrap();
+        }
+        None if headers.get("transfer-encoding").map(String::as_str) == Some("chunked") => loop {
+            let mut size = String::new();
+            reader.read_line(&mut size).unwrap();
+            let size = usize::from_str_radix(size.trim(), 16).unwrap();
+            let mut chunk = vec![0; size + 2];
+            reader.read_exact(&mut chunk).unwrap();
+            if size == 0 {
+                break;
+            }
+            body.extend_from_slice(&chunk[..size]);
+        },
+        None => {
+            reader.read_to_end(&mut body).unwrap();
+        }
+    }
+    Reply {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    }
+}
+
+fn execute(server: &Server, body: Value) -> Reply {
+    server.call("POST", "/v1/execute", Some(&body))
+}
+
+// ---- routes --------------------------------------------------------------------------------
+
+native_test!(execute_answers_the_cli_contract_whatever_the_code_did, {
+    let server = Server::start(&[], &[]);
+    let r = server.call("GET", "/healthz", None);
+    assert_eq!(r.status, 200);
+    let r = execute(
+        &server,
+        json!({"code": "print(input()[::-1])", "stdin": "olleh\n"}),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    let v = r.json();
+    assert_eq!(
+        (v["success"].clone(), v["output"].clone()),
+        (json!(true), json!("hello\n"))
+    );
+    assert_eq!(v["backend"], "native");
+    for key in [
+        "error",
+        "error_type",
+        "exit_code",
+        "signal",
+        "duration_ms",
+        "cpu_time_ms",
+        "peak_memory_mb",
+        "truncated",
+        "line",
+        "column",
+        "stderr",
+        "limits_enforced",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    let v = execute(&server, json!({"code": "def f(:"})).json();
+    assert_eq!(
+        (v["error_type"].clone(), v["line"].clone()),
+        (json!("SyntaxError"), json!(1))
+    );
+    let v = execute(&server, json!({"code": "1/0"})).json();
+    assert_eq!(v["error_type"], "ZeroDivisionError");
+    let v = execute(
+        &server,
+        json!({"code": "while True: pass", "limits": {"timeout_s": 0.5, "cpu": 1}}),
+    )
+    .json();
+    assert_eq!(v["error_type"], "Timeout", "{v}");
+    let v = execute(&server, json!({"code": "print(1)", "sandbox": "none"})).json();
+    assert_eq!(v["backend"], "none");
+    let doc = server.call("GET", "/openapi.json", None).json();
+    assert_eq!(doc["openapi"], "3.0.3");
+    assert!(doc["paths"]["/v1/sandboxes/{id}/limits"]["patch"].is_object());
+    let metrics = server.call("GET", "/metrics", None);
+    assert_eq!(metrics.status, 200);
+    for name in [
+        "code_exec_http_responses_total{status=\"200\"}",
+        "code_exec_executions_total{outcome=\"success\"} 2",
+        "code_exec_executions_total{outcome=\"Timeout\"} 1",
+        "code_exec_execution_seconds_bucket{le=\"+Inf\"} 5",
+        "code_exec_queue_depth 0",
+        "code_exec_sandboxes_live 0",
+    ] {
+        assert!(
+            metrics.body.contains(name),
+            "{name} missing:\n{}",
+            metrics.body
+        );
+    }
+    let r = server.call("GET", "/v2/nothing", None);
+    assert_eq!(r.status, 404);
+    assert!(r.error().contains("no such route"));
+    let r = server.call("GET", "/v1/execute", None);
+    assert_eq!(r.status, 405);
+    assert!(!r.error().is_empty());
+});
+
+native_test!(bad_requests_are_4xx_with_a_message_naming_the_field, {
+    let server = Server::start(&["--body-limit", "4096"], &[]);
+    let raw = |body: &str| http(server.addr, "POST", "/v1/execute", &[], Some(body));
+    let cases: &[(&str, &str)] = &[
+        ("{", "malformed JSON"),
+        ("[1]", "JSON object"),
+        ("{}", "code: required"),
+        (r#"{"code": 5}"#, "code: expected a string"),
+        (r#"{"code": "1", "sandbox": "vm"}"#, "sandbox:"),
+        (
+            r#"{"code": "1", "limits": {"memory_mb": -5}}"#,
+            "limits.memory_mb",
+        ),
+        (
+            r#"{"code": "1", "limits": {"cpu": "lots"}}"#,
+            "limits.cpu: expected a number",
+        ),
+        (
+            r#"{"code": "1", "limits": {"timeout_s": 0}}"#,
+            "limits.timeout_s",
+        ),
+        (r#"{"code": "1", "limits": {"pids": 1e9}}"#, "limits.pids"),
+        (
+            r#"{"code": "1", "limits": {"max_output_bytes": 0}}"#,
+            "limits.max_output_bytes",
+        ),
+        (
+            r#"{"code": "1", "limits": {"memory": 64}}"#,
+            "unknown field \"memory\"",
+        ),
+        (
+            r#"{"code": "1", "timeout": 5}"#,
+            "unknown field \"timeout\"",
+        ),
+    ];
+    for (body, needle) in cases {
+        let r = raw(body);
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        assert!(
+            r.error().contains(needle),
+            "{body}: {:?} lacks {needle:?}",
+            r.error()
+        );
+    }
+    // Over the body cap: refused from the declared length, before the body is sent.
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000000\r\n\r\n{{\"code\": \""
+    )
+    .unwrap();
+    let r = read_reply(stream);
+    assert_eq!(r.status, 413, "{r:?}");
+    assert!(r.error().contains("over the server's limit"));
+    // Code over the code-size cap but within the body cap is a 400 naming `code`.
+    let server = Server::start(&[], &[]);
+    let big = "#".repeat(1024 * 1024 + 1);
+    let r = execute(&server, json!({"code": big}));
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.error().starts_with("code:"), "{}", r.error());
+    // Unknown sandboxes are 404 on every route.
+    for (method, path, body) in [
+        (
+            "POST",
+            "/v1/sandboxes/nope/execute",
+            Some(json!({"code": "1"})),
+        ),
+        ("GET", "/v1/sandboxes/nope/usage", None),
+        (
+            "PATCH",
+            "/v1/sandboxes/nope/limits",
+            Some(json!({"cpu": 1})),
+        ),
+        ("DELETE", "/v1/sandboxes/nope", None),
+    ] {
+        let r = server.call(method, path, body.as_ref());
+        assert_eq!(r.status, 404, "{method} {path}: {r:?}");
+        assert!(r.error().contains("nope"));
+    }
+});
+
+#[test]
+fn an_unavailable_backend_is_503() {
+    let server = Server::start(&[], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
+    let r = execute(&server, json!({"code": "print(1)", "sandbox": "docker"}));
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(r.error().contains("start Docker"), "{}", r.error());
+    let r = server.call("POST", "/v1/sandboxes", Some(&json!({"sandbox": "docker"})));
+    assert_eq!(r.status, 503, "{r:?}");
+    let r = server.call("POST", "/v1/sandboxes", Some(&json!({"sandbox": "none"})));
+    assert_eq!(
+        r.status, 400,
+        "the none backend has no persistent sandboxes: {r:?}"
+    );
+}
+
+// ---- auth ----------------------------------------------------------------------------------
+
+#[test]
+fn a_token_guards_every_route_but_healthz() {
+    let token = "s3cret-token-0123456789";
+    let server = Server::start(&[], &[("CODE_EXEC_TOKEN", token)]);
+    let bearer = format!("Bearer {token}");
+    assert_eq!(http(server.addr, "GET", "/healthz", &[], None).status, 200);
+    for (method, path) in [
+        ("POST", "/v1/execute"),
+        ("GET", "/metrics"),
+        ("GET", "/openapi.json"),
+        ("POST", "/v1/sandboxes"),
+        ("DELETE", "/v1/sandboxes/x"),
+    ] {
+        let none = http(server.addr, method, path, &[], Some("{}"));
+        assert_eq!(none.status, 401, "{method} {path}");
+        assert!(none.error().contains("token"));
+        assert_eq!(
+            none.headers.get("www-authenticate").map(String::as_str),
+            Some("Bearer")
+        );
+        let wrong = http(
+            server.addr,
+            method,
+            path,
+            &[("Authorization", "Bearer nope")],
+            Some("{}"),
+        );
+        assert_eq!(wrong.status, 401, "{method} {path}");
+    }
+    let ok = http(
+        server.addr,
+        "POST",
+        "/v1/execute",
+        &[("Authorization", &bearer)],
+        Some(r#"{"code": "print(2)", "sandbox": "none"}"#),
+    );
+    assert_eq!(
+        (ok.status, ok.json()["output"].clone()),
+        (200, json!("2\n"))
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{token}\n")).unwrap();
+    let server = Server::start(&["--token-file", file.to_str().unwrap()], &[]);
+    assert_eq!(http(server.addr, "GET", "/metrics", &[], None).status, 401);
+    assert_eq!(
+        http(
+            server.addr,
+            "GET",
+            "/metrics",
+            &[("Authorization", &bearer)],
+            None
+        )
+        .status,
+        200
+    );
+}
+
+#[test]
+fn no_token_means_loopback_only() {
+    let run = Command::new(bin())
+        .args(["serve", "--listen", "0.0.0.0:0"])
+        .env_remove("CODE_EXEC_TOKEN")
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("without a token"),
+        "{run:?}"
+    );
+    let run = Command::new(bin())
+        .args(["serve", "--max-concurrency", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(run.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("--max-concurrency"));
+}
+
+// ---- persistent sandboxes --------------------------------------------------------------------
+
+native_test!(sandbox_lifecycle_over_http, {
+    let server = Server::start(&[], &[]);
+    let created = server.call(
+        "POST",
+        "/v1/sandboxes",
+        Some(&json!({"limits": {"memory_mb": 96, "timeout_s": 10}})),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let run = |code: &str| {
+        server.call(
+            "POST",
+            &format!("/v1/sandboxes/{id}/execute"),
+            Some(&json!({"code": code})),
+        )
+    };
+    assert_eq!(run("open('/work/kept', 'w').write('yes')").status, 200);
+    let r = run("print(open('/work/kept').read())").json();
+    assert_eq!(r["output"], "yes\n", "{r}");
+    let r = server.call(
+        "POST",
+        &format!("/v1/sandboxes/{id}/execute"),
+        Some(&json!({"code": "1", "limits": {}})),
+    );
+    assert_eq!(
+        r.status, 400,
+        "a sandbox's limits change through PATCH: {r:?}"
+    );
+    let usage = server
+        .call("GET", &format!("/v1/sandboxes/{id}/usage"), None)
+        .json();
+    for key in [
+        "cpu_percent",
+        "memory_mb",
+        "peak_memory_mb",
+        "cpu_time_ms",
+        "pids",
+    ] {
+        assert!(usage[key].is_number(), "{key}: {usage}");
+    }
+    assert!(usage["cpu_time_ms"].as_f64().unwrap() > 0.0, "{usage}");
+    let patched = server.call(
+        "PATCH",
+        &format!("/v1/sandboxes/{id}/limits"),
+        Some(&json!({"memory_mb": 256, "cpu": 1, "pids": 32})),
+    );
+    assert_eq!(patched.status, 200, "{patched:?}");
+    assert_eq!(
+        patched.json(),
+        json!({"memory_mb": 256, "cpu": 1.0, "pids": 32, "timeout_s": 10.0, "max_output_bytes": 1048576})
+    );
+    let bad = server.call(
+        "PATCH",
+        &format!("/v1/sandboxes/{id}/limits"),
+        Some(&json!({"memory_mb": 1})),
+    );
+    assert_eq!(bad.status, 400);
+    assert!(bad.error().contains("memory_mb"));
+    let r = run("x = bytearray(150 * 1024 * 1024)\nprint('fits')").json();
+    assert_eq!(r["output"], "fits\n", "the raised limit holds: {r}");
+    let metrics = server.call("GET", "/metrics", None).body;
+    assert!(metrics.contains("code_exec_sandboxes_live 1"), "{metrics}");
+    assert_eq!(
+        server
+            .call("DELETE", &format!("/v1/sandboxes/{id}"), None)
+            .status,
+        204
+    );
+    assert_eq!(
+        server
+            .call("DELETE", &format!("/v1/sandboxes/{id}"), None)
+            .status,
+        404
+    );
+    assert_eq!(run("1").status, 404);
+    server.assert_no_cgroups();
+    assert_host_clean("codeexec_server_lifecycle");
+});
+
+native_test!(idle_sandboxes_expire, {
+    let server = Server::start(&["--sandbox-ttl", "1"], &[]);
+    let id = server.call("POST", "/v1/sandboxes", None).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = server.call("GET", &format!("/v1/sandboxes/{id}/usage"), None);
+        if r.status == 404 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the idle sandbox never expired");
+        // Reading usage counts as use: wait past the TTL between looks.
+        std::thread::sleep(Duration::from_millis(2500));
+    }
+    assert!(
+        server
+            .call("GET", "/metrics", None)
+            .body
+            .contains("code_exec_sandboxes_expired_total 1")
+    );
+    server.assert_no_cgroups();
+    assert_host_clean("codeexec_server_expiry");
+});
+
+// ---- load, disconnects, shutdown -------------------------------------------------------------
+
+native_test!(a_flood_gets_429s_never_5xx_and_leaves_nothing, {
+    let server = Server::start(&["--max-concurrency", "1", "--max-queue", "2"], &[]);
+    let tag = marker("flood");
+    let code =
+        format!("import sys, time\nsys.argv.append('{tag}')\ntime.sleep(0.5)\nprint('done')");
+    let replies: Vec<Reply> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..12)
+            .map(|_| s.spawn(|| execute(&server, json!({"code": code}))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let ok = replies.iter().filter(|r| r.status == 200).count();
+    let busy: Vec<&Reply> = replies.iter().filter(|r| r.status == 429).collect();
+    assert_eq!(ok + busy.len(), 12, "only 200s and 429s: {replies:?}");
+    assert!(
+        ok >= 3,
+        "the running one and the queued ones complete: {ok}"
+    );
+    assert!(!busy.is_empty(), "a queue of 2 cannot hold 11 waiters");
+    for r in &busy {
+        assert_eq!(r.headers.get("retry-after").map(String::as_str), Some("1"));
+        assert!(r.error().contains("busy"));
+    }
+    for r in replies.iter().filter(|r| r.status == 200) {
+        assert_eq!(r.json()["output"], "done\n");
+    }
+    let metrics = server.call("GET", "/metrics", None).body;
+    assert!(metrics.contains("code_exec_queue_depth 0"), "{metrics}");
+    assert!(
+        metrics.contains("code_exec_http_responses_total{status=\"429\"}"),
+        "{metrics}"
+    );
+    assert!(!metrics.contains("status=\"5"), "{metrics}");
+    assert_host_clean(&tag);
+});
+
+native_test!(
+    a_client_that_disconnects_does_not_leave_its_sandbox_running,
+    {
+        let server = Server::start(&[], &[]);
+        let tag = marker("disconnect");
+        let body = json!({"code": format!(
+        "import subprocess, time\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep')\ntime.sleep(300)"
+    )})
+    .to_string();
+        let mut stream = TcpStream::connect(server.addr).unwrap();
+        write!(
+        stream,
+        "POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_with(&tag).is_empty() {
+            assert!(Instant::now() < deadline, "the execution never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(stream);
+        assert_host_clean(&tag);
+        let metrics = server.call("GET", "/metrics", None).body;
+        assert!(metrics.contains("code_exec_cancelled_total 1"), "{metrics}");
+    }
+);
+
+native_test!(shutdown_cancels_what_runs_and_removes_every_sandbox, {
+    let mut server = Server::start(&[], &[]);
+    let tag = marker("shutdown");
+    let id = server.call("POST", "/v1/sandboxes", None).json()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let addr = server.addr;
+    let code = format!(
+        "import subprocess, time\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep')\ntime.sleep(300)"
+    );
+    let running = std::thread::spawn(move || {
+        http(
+            addr,
+            "POST",
+            &format!("/v1/sandboxes/{id}/execute"),
+            &[],
+            Some(&json!({"code": code}).to_string()),
+        )
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while processes_with(&tag).is_empty() {
+        assert!(Instant::now() < deadline, "the execution never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = server.pid();
+    let stopped = Instant::now();
+    assert_eq!(server.stop(), 0);
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    let reply = running.join().unwrap();
+    assert_eq!(reply.status, 200, "{reply:?}");
+    assert_eq!(reply.json()["error_type"], "Cancelled");
+    assert_host_clean(&tag);
+    assert!(
+        cgroups_named(&format!("code-exec-{pid}-")).is_empty(),
+        "{}",
+        cgroups_named(&format!("code-exec-{pid}-"))
+    );
+});
