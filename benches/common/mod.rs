@@ -22,3 +22,10 @@ pub fn time_command(program: &str, args: &[&str]) -> f64 {
     assert!(status.success(), "{program} {args:?} failed");
     started.elapsed().as_secs_f64() * 1000.0
 }
+
+/// The `p`-th percentile (0–100) of `values`, nearest rank.
+pub fn percentile(values: &mut [f64], p: f64) -> f64 {
+    values.sort_by(|a, b| a.total_cmp(b));
+    let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+    values[rank.clamp(1, values.len()) - 1]
+}
