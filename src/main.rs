@@ -73,6 +73,12 @@ struct ServeArgs {
     /// Image of the docker backend [default: python:3.11-slim].
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
+    /// Native sandboxes kept started ahead, each used once [default: 0].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pool: Option<String>,
+    /// Modules the pooled sandboxes import ahead, comma-separated (e.g. numpy,pandas).
+    #[arg(long, value_name = "MODULES")]
+    preload: Option<String>,
 }
 
 #[derive(Args)]
@@ -138,6 +144,10 @@ struct RunArgs {
     /// Sample CPU and memory while the code runs.
     #[arg(long)]
     monitor: bool,
+    /// Run through a pre-started sandbox (the server's warm pool path): prepare one, wait
+    /// until it is ready, then hand it the code. For testing that path; native only.
+    #[arg(long, hide = true)]
+    warm: bool,
     /// Sampling interval in milliseconds for --monitor [default: 100].
     #[arg(long, value_name = "MS", allow_hyphen_values = true)]
     monitor_interval: Option<String>,
@@ -194,6 +204,7 @@ struct RunPlan {
     monitor: Option<Duration>,
     json: bool,
     strict_limits: bool,
+    warm: bool,
 }
 
 fn plan_run(args: RunArgs) -> Result<RunPlan> {
@@ -206,6 +217,9 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
     }
     if args.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         bail!("--image: the image name is empty");
+    }
+    if args.warm && backend != BackendKind::Native {
+        bail!("--warm applies only to --sandbox native");
     }
     if args.python.is_some() && backend == BackendKind::Docker {
         bail!(
@@ -265,6 +279,7 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         monitor: args.monitor.then_some(monitor_interval),
         json: args.json,
         strict_limits: args.strict_limits,
+        warm: args.warm,
     })
 }
 
@@ -286,6 +301,9 @@ fn run(args: RunArgs) -> Result<u8> {
     if let Some(interval) = plan.monitor {
         builder = builder.monitor_interval(interval);
     }
+    if plan.warm {
+        builder = builder.warm_pool(1, Vec::new());
+    }
     let tool = match builder.build() {
         Ok(tool) => tool,
         // A bad --python or limit is the caller's mistake; anything else is the tool's.
@@ -295,6 +313,19 @@ fn run(args: RunArgs) -> Result<u8> {
             return Ok(report(&result, plan.json));
         }
     };
+    if plan.warm {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while tool.pool_ready() == 0 {
+            if std::time::Instant::now() > deadline {
+                let result = ExecutionResult::sandbox_error(
+                    plan.backend.as_str(),
+                    "--warm: no pre-started sandbox became ready within 30 s".into(),
+                );
+                return Ok(report(&result, plan.json));
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
     let result = tool
         .run(&plan.code, plan.stdin.as_deref(), plan.monitor)
         .map_err(|e| anyhow!(e))?;
@@ -356,6 +387,29 @@ fn serve(args: ServeArgs) -> Result<u8> {
     if args.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
         bail!("--image: the image name is empty");
     }
+    let preload: Vec<String> = match &args.preload {
+        None => Vec::new(),
+        Some(list) => list
+            .split(',')
+            .map(|m| {
+                let m = m.trim();
+                let valid = !m.is_empty()
+                    && m.split('.').all(|part| {
+                        !part.is_empty()
+                            && !part.starts_with(|c: char| c.is_ascii_digit())
+                            && part.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    });
+                if valid {
+                    Ok(m.to_owned())
+                } else {
+                    Err(anyhow!("--preload: {m:?} is not a module name"))
+                }
+            })
+            .collect::<Result<_>>()?,
+    };
+    if !preload.is_empty() && args.pool.is_none() {
+        bail!("--preload needs --pool N");
+    }
     let config = ServerConfig {
         listen,
         token,
@@ -380,6 +434,8 @@ fn serve(args: ServeArgs) -> Result<u8> {
         )?),
         image: args.image,
         default_sandbox,
+        pool: whole_number("--pool", args.pool.as_ref(), 0, 0..=256)? as usize,
+        preload,
     };
     serve(config, |addr| {
         println!("code-exec: listening on http://{addr}");

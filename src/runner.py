@@ -1,6 +1,8 @@
 # code-exec runner: executes the user's code as __main__ and reports how it ended.
-# argv: <report fd> <path of the code file>. The report channel is separate from the code's
-# stdout/stderr; it carries one record: phase NUL name NUL line NUL column NUL message.
+# argv: <report fd> <path of the code file> [--pooled MODULE...]. The report channel is separate
+# from the code's stdout/stderr; it carries one record: phase NUL name NUL line NUL column NUL
+# message. Pooled (a pre-started sandbox): the modules are imported first, then the runner
+# waits for "<length>\n" and the code on stdin; the rest of stdin is the code's own.
 # The host never trusts it for limits (timeouts, memory kills and output caps are seen from
 # outside); it only names the exception class. Imports are kept off the success path.
 import sys
@@ -26,8 +28,43 @@ def _code_exec_main():
         except BaseException:
             return "<exception str() failed>"
 
-    with open(path, "rb") as f:
-        source = f.read()
+    # The interpreter's own traceback printer reads source lines from the file; a pooled run
+    # has none, so its tracebacks go through the traceback module (which reads linecache).
+    print_exception = sys.__excepthook__
+    if sys.argv[3:4] == ["--pooled"]:
+        for name in sys.argv[4:]:
+            try:
+                __import__(name)
+            except BaseException:
+                pass
+        header = b""
+        while not header.endswith(b"\n") and len(header) < 32:
+            byte = os.read(0, 1)
+            if not byte:
+                return 0
+            header += byte
+        size = int(header)
+        parts = []
+        while size > 0:
+            chunk = os.read(0, min(size, 1 << 20))
+            if not chunk:
+                break
+            parts.append(chunk)
+            size -= len(chunk)
+        source = b"".join(parts)
+        # Tracebacks read source lines through linecache: give it the code, there is no file.
+        import linecache
+
+        text = source.decode("utf-8", "replace")
+        linecache.cache[path] = (len(text), None, text.splitlines(True), path)
+
+        def print_exception(kind, exc, tb):
+            import traceback
+
+            traceback.print_exception(kind, exc, tb)
+    else:
+        with open(path, "rb") as f:
+            source = f.read()
     sys.argv = [path]
 
     try:
@@ -60,7 +97,7 @@ def _code_exec_main():
         if tb is not None:
             # Hide the runner's own frame: the traceback starts in the user's code.
             exc.__traceback__ = tb = tb.tb_next
-        sys.__excepthook__(type(exc), exc, tb)
+        print_exception(type(exc), exc, tb)
         return 1
     return 0
 

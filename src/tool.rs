@@ -10,7 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
-use crate::backend::native::{NativeBackend, NativeSandbox};
+use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -62,9 +62,20 @@ pub struct ToolBuilder {
     monitor_interval: Duration,
     strict_limits: bool,
     image: Option<String>,
+    warm_pool: usize,
+    preload: Vec<String>,
 }
 
 impl ToolBuilder {
+    /// Keeps `size` native sandboxes started ahead (interpreter up, `preload` imported,
+    /// waiting for code); each serves one execution whose memory limit is at most this
+    /// tool's and that is not monitored, and is then destroyed. Needs cgroups.
+    pub fn warm_pool(mut self, size: usize, preload: Vec<String>) -> Self {
+        self.warm_pool = size;
+        self.preload = preload;
+        self
+    }
+
     /// The container image of the docker backend (default `python:3.11-slim`).
     pub fn image(mut self, image: impl Into<String>) -> Self {
         self.image = Some(image.into());
@@ -148,19 +159,37 @@ impl ToolBuilder {
             None => SupervisorBinary::locate().map_err(ToolError::Supervisor),
         };
         let mut native = None;
+        let mut pool = None;
         let backend: Arc<dyn Backend> = if sandboxed {
             let backend = Arc::new(
                 NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
             );
             native = Some(Arc::clone(&backend));
+            if self.warm_pool > 0 {
+                pool = Some(Arc::new(
+                    WarmPool::start(
+                        Arc::clone(&backend),
+                        self.warm_pool,
+                        limits,
+                        self.preload.clone(),
+                    )
+                    .map_err(ToolError::Sandbox)?,
+                ));
+            }
             backend
         } else {
             Arc::new(NoneBackend::new(interpreter, supervisor()?))
         };
+        if !sandboxed && self.warm_pool > 0 {
+            return Err(ToolError::Sandbox(
+                "a warm pool needs the native backend".into(),
+            ));
+        }
         Ok(CodeExecutionTool {
             backend,
             native,
             docker: None,
+            pool,
             limits,
             target,
             monitor_interval: self.monitor_interval,
@@ -189,6 +218,7 @@ impl ToolBuilder {
             backend: Arc::clone(&docker) as Arc<dyn Backend>,
             native: None,
             docker: Some(docker),
+            pool: None,
             limits,
             target,
             monitor_interval: self.monitor_interval,
@@ -205,6 +235,8 @@ pub struct CodeExecutionTool {
     native: Option<Arc<NativeBackend>>,
     /// The same backend, typed, when it is docker.
     docker: Option<Arc<DockerBackend>>,
+    /// Pre-started native sandboxes, when asked for.
+    pool: Option<Arc<WarmPool>>,
     limits: Limits,
     target: PythonVersion,
     monitor_interval: Duration,
@@ -250,6 +282,8 @@ impl CodeExecutionTool {
             monitor_interval: DEFAULT_MONITOR_INTERVAL,
             strict_limits: false,
             image: None,
+            warm_pool: 0,
+            preload: Vec::new(),
         }
     }
 
@@ -259,6 +293,11 @@ impl CodeExecutionTool {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Pre-started sandboxes ready now (0 without a warm pool).
+    pub fn pool_ready(&self) -> usize {
+        self.pool.as_ref().map_or(0, |p| p.ready())
     }
 
     pub fn target_version(&self) -> PythonVersion {
@@ -304,7 +343,11 @@ impl CodeExecutionTool {
             monitor,
             cancel,
         };
-        Ok(self.finish(self.backend.execute(&request)))
+        let prepared = self.pool.as_ref().and_then(|pool| pool.take(&request));
+        Ok(self.finish(match prepared {
+            Some(run) => run.execute(&request),
+            None => self.backend.execute(&request),
+        }))
     }
 
     /// Changes the memory and CPU limits of later executions. Both are validated first;

@@ -671,3 +671,73 @@ native_test!(shutdown_cancels_what_runs_and_removes_every_sandbox, {
         cgroups_named(&format!("code-exec-{pid}-"))
     );
 });
+
+// ---- the warm pool ---------------------------------------------------------------------------
+
+native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
+    if !cgroups_or_skip("the_warm_pool_serves_isolated_single_use_sandboxes") {
+        return;
+    }
+    let secret = marker("POOLSECRET");
+    let mut server = Server::start(
+        &["--pool", "2", "--preload", "json,sqlite3"],
+        &[("CODE_EXEC_TEST_SECRET", &secret)],
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !server
+        .call("GET", "/metrics", None)
+        .body
+        .contains("code_exec_pool_size 2")
+    {
+        assert!(Instant::now() < deadline, "the pool never filled");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let probe = format!(
+        "import os, sys\nprint(open('/proc/self/cmdline').read().split(chr(0))[7] == '--pooled', 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
+    );
+    for round in 0..3 {
+        let v = execute(&server, json!({"code": probe, "stdin": "in\n"})).json();
+        assert_eq!(
+            v["output"], "True True True\n1000 False False\nin\n",
+            "round {round}: pooled, preloaded, unprivileged, fresh, no secret: {v}"
+        );
+        assert!(v["cpu_time_ms"].as_f64().unwrap() < 200.0, "{v}");
+    }
+    // The request's limits hold in a pooled sandbox.
+    let v = execute(
+        &server,
+        json!({"code": "x = []\nwhile True: x.append(bytearray(10 << 20))", "limits": {"memory_mb": 64}}),
+    )
+    .json();
+    assert_eq!(v["error_type"], "MemoryLimit", "{v}");
+    let v = execute(
+        &server,
+        json!({"code": "import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            import time; time.sleep(30)\n        n += 1\nexcept OSError:\n    print('capped', n < 16)", "limits": {"pids": 8, "timeout_s": 10}}),
+    )
+    .json();
+    assert_eq!(v["output"], "capped True\n", "{v}");
+    let tag = marker("pooltimeout");
+    let v = execute(
+        &server,
+        json!({"code": format!("import subprocess\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep', start_new_session=True)\nwhile True: pass"), "limits": {"timeout_s": 1}}),
+    )
+    .json();
+    assert_eq!(v["error_type"], "Timeout", "{v}");
+    assert!(v["duration_ms"].as_f64().unwrap() < 3000.0, "{v}");
+    assert_no_survivors(&tag);
+    // A request the pool cannot serve (more memory than its sandboxes were sized for) runs
+    // cold, with the same result contract.
+    let v = execute(
+        &server,
+        json!({"code": "print(open('/proc/self/cmdline').read().split(chr(0))[7:8] == ['--pooled'])", "limits": {"memory_mb": 512}}),
+    )
+    .json();
+    assert_eq!(v["output"], "False\n", "{v}");
+    let pid = server.pid();
+    assert_eq!(server.stop(), 0);
+    assert!(
+        cgroups_named(&format!("code-exec-{pid}-")).is_empty(),
+        "the pool's sandboxes outlived the server"
+    );
+    assert_host_clean(&tag);
+});

@@ -9,12 +9,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use super::SandboxUsage;
-use super::supervised::{RunError, code_environment, interpreter_args, run_helper};
+use super::supervised::{
+    RunError, SpawnedHelper, code_environment, interpreter_args, run_helper, spawn_helper,
+};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
-use crate::limits::Limits;
+use crate::limits::{Limits, MemoryMb};
 use crate::result::ExecutionResult;
 use crate::sandbox::{CODE_PATH, Exposure, SANDBOX_ARG, SandboxConfig, WORK_DIR};
 use crate::supervisor::SupervisorBinary;
@@ -139,7 +141,36 @@ impl NativeBackend {
         let (_workspace, code_file, root_dir, stdin) =
             Workspace::for_request(request.code, request.stdin, "root")
                 .map_err(RunError::Workspace)?;
-        let limits = &request.limits;
+        let config = self.sandbox_config(
+            place,
+            &request.limits,
+            code_file,
+            root_dir,
+            request.monitor,
+            interpreter_args(CODE_PATH),
+        );
+        let config_json = serde_json::to_string(&config)
+            .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
+        run_helper(
+            self.helper.path(),
+            SANDBOX_ARG,
+            &config_json,
+            stdin,
+            request,
+            BackendKind::Native,
+        )
+    }
+
+    /// The sandbox helper's configuration for one run in `place`.
+    fn sandbox_config(
+        &self,
+        place: &Place<'_>,
+        limits: &Limits,
+        code_file: PathBuf,
+        root_dir: PathBuf,
+        monitor: Option<std::time::Duration>,
+        args: Vec<String>,
+    ) -> SandboxConfig {
         let (outside_uid, outside_gid) = place.ids;
         let cgroup = place.cgroup;
         let private_fs_bytes = match cgroup {
@@ -147,9 +178,9 @@ impl NativeBackend {
             None => limits.memory_mb.bytes() / 4,
         };
         let root = outside_uid != crate::sys::effective_uid();
-        let config = SandboxConfig {
+        SandboxConfig {
             program: self.interpreter.program().to_owned(),
-            args: interpreter_args(CODE_PATH),
+            args,
             env: code_environment(WORK_DIR, "/tmp"),
             code_file,
             root_dir,
@@ -169,18 +200,48 @@ impl NativeBackend {
             work_bytes: private_fs_bytes,
             work_dir: place.work_dir.map(Path::to_owned),
             cgroup: cgroup.cloned(),
-            sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
+            sample_interval_ms: monitor.map(|d| d.as_millis().max(1) as u64),
+        }
+    }
+
+    /// Starts a one-shot sandbox ahead of its code (see [`PreparedRun`]). Needs cgroups: the
+    /// request's limits are applied when the code arrives.
+    pub fn prepare(&self, limits: Limits, preload: &[String]) -> Result<PreparedRun, RunError> {
+        if self.cgroups.is_none() {
+            return Err(RunError::Supervisor(
+                "pre-started sandboxes need cgroups (their limits change when code arrives)".into(),
+            ));
+        }
+        let n = next_run_number();
+        let cgroup = self.new_cgroup(n, &limits)?;
+        let guard = CgroupGuard(cgroup);
+        let place = Place {
+            cgroup: guard.0.as_ref(),
+            ids: host_ids(n),
+            work_dir: None,
         };
+        let (workspace, code_file, root_dir, _) =
+            Workspace::for_request(b"", None, "root").map_err(RunError::Workspace)?;
+        let mut args = interpreter_args(CODE_PATH);
+        args.push("--pooled".into());
+        args.extend(preload.iter().cloned());
+        let config = self.sandbox_config(&place, &limits, code_file, root_dir, None, args);
         let config_json = serde_json::to_string(&config)
             .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
-        run_helper(
+        let (stdin_r, stdin_w) = std::io::pipe().map_err(RunError::Pipe)?;
+        let helper = spawn_helper(
             self.helper.path(),
             SANDBOX_ARG,
             &config_json,
-            stdin,
-            request,
-            BackendKind::Native,
-        )
+            Stdio::from(stdin_r),
+        )?;
+        Ok(PreparedRun {
+            helper,
+            stdin: stdin_w,
+            cgroup: guard,
+            _workspace: workspace,
+            memory_mb: limits.memory_mb,
+        })
     }
 
     /// Creates a persistent sandbox: one cgroup, one host uid and one work directory for
@@ -369,6 +430,7 @@ impl Drop for NativeSandbox {
 const MIB: f64 = 1024.0 * 1024.0;
 
 /// Removes the run's cgroup however the run ends.
+#[derive(Debug)]
 struct CgroupGuard(Option<RunCgroup>);
 
 impl Drop for CgroupGuard {
@@ -611,5 +673,181 @@ mod tests {
         }
         let a = host_ids(1).0;
         assert!((HOST_UID_BASE..HOST_UID_BASE + HOST_UID_RANGE).contains(&a));
+    }
+}
+
+/// A one-shot native sandbox started before its code: namespaces, root, cgroup, and an
+/// interpreter that has done its imports and waits for the code on stdin. Built exactly as a
+/// cold run is (same helper, same policy, a fresh uid, cgroup and root); used for one
+/// execution, then destroyed. Dropped unused, it is killed and removed.
+#[derive(Debug)]
+pub struct PreparedRun {
+    helper: SpawnedHelper,
+    stdin: std::io::PipeWriter,
+    cgroup: CgroupGuard,
+    _workspace: Workspace,
+    /// The memory limit its private filesystems were sized for.
+    memory_mb: MemoryMb,
+}
+
+impl PreparedRun {
+    /// Whether `request` can run here: no monitoring (sampling is set up at start) and a
+    /// memory limit no larger than the one it was prepared for.
+    pub fn accepts(&self, request: &ExecutionRequest<'_>) -> bool {
+        request.monitor.is_none() && request.limits.memory_mb.get() <= self.memory_mb.get()
+    }
+
+    /// Applies the request's limits, hands over the code and stdin, and watches the run.
+    pub fn execute(self, request: &ExecutionRequest<'_>) -> ExecutionResult {
+        let PreparedRun {
+            helper,
+            mut stdin,
+            cgroup,
+            _workspace,
+            ..
+        } = self;
+        let fail =
+            |message: String| ExecutionResult::sandbox_error(BackendKind::Native.as_str(), message);
+        let Some(run_cgroup) = cgroup.0.as_ref() else {
+            return fail("a pre-started sandbox lost its cgroup".into());
+        };
+        if let Err(e) = run_cgroup.set_limits(&cgroup_limits(&request.limits)) {
+            return fail(format!(
+                "cannot apply the limits to a pre-started sandbox: {e}"
+            ));
+        }
+        // Only what the code does counts: the interpreter's start-up ran before.
+        run_cgroup.reset_peak();
+        let baseline_ms = run_cgroup.usage().cpu_time_ns as f64 / 1e6;
+        let mut payload = format!("{}\n", request.code.len()).into_bytes();
+        payload.extend_from_slice(request.code);
+        if let Some(bytes) = request.stdin {
+            payload.extend_from_slice(bytes);
+        }
+        // A separate thread: code that never reads its stdin must not block the run.
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&payload);
+        });
+        let delivered = Instant::now();
+        let result = helper
+            .finish(request, BackendKind::Native, Some(delivered))
+            .map(|mut result| {
+                result.cpu_time_ms = (result.cpu_time_ms - baseline_ms).max(0.0);
+                result
+            })
+            .unwrap_or_else(|e| fail(e.to_string()));
+        let _ = writer.join();
+        result
+    }
+}
+
+/// Pre-started sandboxes kept ready by a background thread, each used once.
+#[derive(Debug)]
+pub struct WarmPool {
+    inner: Arc<PoolInner>,
+    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+#[derive(Debug)]
+struct PoolInner {
+    backend: Arc<NativeBackend>,
+    size: usize,
+    limits: Limits,
+    preload: Vec<String>,
+    ready: Mutex<std::collections::VecDeque<PreparedRun>>,
+    wake: std::sync::Condvar,
+    stop: AtomicBool,
+}
+
+impl WarmPool {
+    /// Starts filling a pool of `size` sandboxes prepared with `limits` (the largest memory
+    /// limit they serve) that import `preload` before waiting for code.
+    pub fn start(
+        backend: Arc<NativeBackend>,
+        size: usize,
+        limits: Limits,
+        preload: Vec<String>,
+    ) -> Result<WarmPool, String> {
+        if backend.cgroups.is_none() {
+            return Err(format!(
+                "a warm pool needs cgroups: {}",
+                backend
+                    .cgroup_problem
+                    .as_deref()
+                    .unwrap_or("none available")
+            ));
+        }
+        let inner = Arc::new(PoolInner {
+            backend,
+            size,
+            limits,
+            preload,
+            ready: Mutex::new(std::collections::VecDeque::new()),
+            wake: std::sync::Condvar::new(),
+            stop: AtomicBool::new(false),
+        });
+        let filling = Arc::clone(&inner);
+        let filler = std::thread::Builder::new()
+            .name("code-exec-pool".into())
+            .spawn(move || filling.fill())
+            .map_err(|e| format!("cannot start the pool's thread: {e}"))?;
+        Ok(WarmPool {
+            inner,
+            filler: Mutex::new(Some(filler)),
+        })
+    }
+
+    /// Sandboxes ready now.
+    pub fn ready(&self) -> usize {
+        lock(&self.inner.ready).len()
+    }
+
+    /// A ready sandbox that accepts `request`, if any; the pool refills behind it.
+    pub fn take(&self, request: &ExecutionRequest<'_>) -> Option<PreparedRun> {
+        let mut ready = lock(&self.inner.ready);
+        if !ready.front()?.accepts(request) {
+            return None;
+        }
+        let run = ready.pop_front();
+        self.inner.wake.notify_all();
+        run
+    }
+
+    /// Stops refilling and removes every ready sandbox. Also done on drop.
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_all();
+        if let Some(filler) = lock(&self.filler).take() {
+            let _ = filler.join();
+        }
+        lock(&self.inner.ready).clear();
+    }
+}
+
+impl Drop for WarmPool {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl PoolInner {
+    fn fill(&self) {
+        while !self.stop.load(Ordering::SeqCst) {
+            let missing = self.size.saturating_sub(lock(&self.ready).len());
+            if missing == 0 {
+                let ready = lock(&self.ready);
+                let _ = self
+                    .wake
+                    .wait_timeout(ready, std::time::Duration::from_secs(1));
+                continue;
+            }
+            match self.backend.prepare(self.limits, &self.preload) {
+                Ok(run) if !self.stop.load(Ordering::SeqCst) => lock(&self.ready).push_back(run),
+                Ok(_) => return,
+                // The host is out of something (pids, memory): try again a little later.
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+            }
+        }
     }
 }

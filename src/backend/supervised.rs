@@ -111,13 +111,56 @@ pub(crate) fn run_helper(
     request: &ExecutionRequest<'_>,
     backend: BackendKind,
 ) -> Result<ExecutionResult, RunError> {
+    spawn_helper(program, mode, config_json, Stdio::from(stdin))?.finish(request, backend, None)
+}
+
+/// A helper process started with the standard fd layout, whose run is not watched yet (a
+/// pre-started sandbox waits for its code like this). Dropping it unwatched tells the helper
+/// to kill everything it started.
+pub(crate) struct SpawnedHelper {
+    parts: Option<HelperParts>,
+}
+
+struct HelperParts {
+    child: Child,
+    stdout: PipeReader,
+    stderr: PipeReader,
+    report: PipeReader,
+    status: PipeReader,
+    control: std::io::PipeWriter,
+}
+
+impl std::fmt::Debug for SpawnedHelper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpawnedHelper")
+            .field("pid", &self.parts.as_ref().map(|p| p.child.id()))
+            .finish()
+    }
+}
+
+impl Drop for SpawnedHelper {
+    fn drop(&mut self) {
+        if let Some(mut parts) = self.parts.take() {
+            let _ = parts.control.write_all(b"k");
+            reap_supervisor(&mut parts.child, false);
+        }
+    }
+}
+
+/// Starts `program MODE` with its config on fd 6 and the standard fds.
+pub(crate) fn spawn_helper(
+    program: &Path,
+    mode: &str,
+    config_json: &str,
+    stdin: Stdio,
+) -> Result<SpawnedHelper, RunError> {
     let (stdout_r, stdout_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (stderr_r, stderr_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (report_r, report_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (status_r, status_w) = std::io::pipe().map_err(RunError::Pipe)?;
-    let (control_r, mut control_w) = std::io::pipe().map_err(RunError::Pipe)?;
+    let (control_r, control_w) = std::io::pipe().map_err(RunError::Pipe)?;
 
-    let mut child = {
+    let child = {
         // Sources sit above every target number, so moving them cannot clobber each other.
         let report_hi = sys::dup_at_least(report_w.as_fd(), 10).map_err(RunError::Pipe)?;
         let status_hi = sys::dup_at_least(status_w.as_fd(), 10).map_err(RunError::Pipe)?;
@@ -134,7 +177,7 @@ pub(crate) fn run_helper(
         let mut cmd = Command::new(program);
         cmd.arg(mode)
             .env_clear()
-            .stdin(Stdio::from(stdin))
+            .stdin(stdin)
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w));
         ChildSetup {
@@ -158,7 +201,46 @@ pub(crate) fn run_helper(
         drop((report_w, status_w, control_r));
         spawned
     };
+    Ok(SpawnedHelper {
+        parts: Some(HelperParts {
+            child,
+            stdout: stdout_r,
+            stderr: stderr_r,
+            report: report_r,
+            status: status_r,
+            control: control_w,
+        }),
+    })
+}
 
+impl SpawnedHelper {
+    /// Watches the run to its end and decides the verdict. `delivered`: when a pre-started
+    /// run received its code; its clock starts there, not at the interpreter's start.
+    pub(crate) fn finish(
+        mut self,
+        request: &ExecutionRequest<'_>,
+        backend: BackendKind,
+        delivered: Option<Instant>,
+    ) -> Result<ExecutionResult, RunError> {
+        let parts = self.parts.take().ok_or(RunError::NoStatus)?;
+        watch_helper(parts, request, backend, delivered)
+    }
+}
+
+fn watch_helper(
+    parts: HelperParts,
+    request: &ExecutionRequest<'_>,
+    backend: BackendKind,
+    delivered: Option<Instant>,
+) -> Result<ExecutionResult, RunError> {
+    let HelperParts {
+        mut child,
+        stdout: stdout_r,
+        stderr: stderr_r,
+        report: report_r,
+        status: status_r,
+        control: mut control_w,
+    } = parts;
     let (tx, rx) = mpsc::channel();
     let cap = request.limits.max_output_bytes.as_usize();
     let stdout = capture_stream(stdout_r, cap, Stream::Stdout, tx.clone());
@@ -187,6 +269,7 @@ pub(crate) fn run_helper(
         &mut control_w,
         timeout,
         request.cancel.as_ref(),
+        delivered,
         &mut child,
     );
     // Streams close once every process of the run is gone: wait briefly for all three.
@@ -306,10 +389,12 @@ fn watch(
     control: &mut impl Write,
     timeout: Duration,
     cancel: Option<&super::Cancel>,
+    delivered: Option<Instant>,
     supervisor: &mut Child,
 ) -> Outcome {
     let mut outcome = Outcome::default();
-    let mut started: Option<Instant> = None;
+    // A pre-started run's clock starts when its code arrives, not when its interpreter did.
+    let mut started: Option<Instant> = delivered;
     let spawned = Instant::now();
     let mut kill_sent_at: Option<Instant> = None;
     // Asks the supervisor to kill the run, once; the first reason is the verdict.
@@ -344,7 +429,9 @@ fn watch(
         }
         match rx.recv_timeout(wait) {
             Ok(Event::Supervisor(SupervisorEvent::Started { .. })) => {
-                started = Some(Instant::now());
+                if delivered.is_none() {
+                    started = Some(Instant::now());
+                }
             }
             Ok(Event::Supervisor(SupervisorEvent::Sample {
                 elapsed_ms,

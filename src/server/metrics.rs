@@ -80,7 +80,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self, queue_depth: usize, running: usize, sandboxes_live: usize) -> String {
+    pub fn render(
+        &self,
+        queue_depth: usize,
+        running: usize,
+        sandboxes_live: usize,
+        pool_ready: usize,
+    ) -> String {
         let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
         let _ = writeln!(
@@ -138,6 +144,11 @@ impl Metrics {
                 "code_exec_sandboxes_live",
                 "Persistent sandboxes alive.",
                 sandboxes_live as u64,
+            ),
+            (
+                "code_exec_pool_size",
+                "Pre-started sandboxes ready in the warm pool.",
+                pool_ready as u64,
             ),
         ];
         for (name, help, value) in gauges {

@@ -49,6 +49,10 @@ pub struct ServerConfig {
     pub image: Option<String>,
     /// The backend of requests that do not name one.
     pub default_sandbox: BackendKind,
+    /// Native sandboxes kept started ahead (0: none).
+    pub pool: usize,
+    /// Modules the pooled sandboxes import before waiting for code.
+    pub preload: Vec<String>,
 }
 
 #[derive(Debug, Error)]
@@ -67,6 +71,8 @@ pub enum ServerError {
     Runtime(#[source] std::io::Error),
     #[error("the server failed: {0}")]
     Serve(#[source] std::io::Error),
+    #[error("--pool: {0}")]
+    Pool(String),
 }
 
 /// An error answer: `{"error": message}` with a status.
@@ -165,10 +171,14 @@ impl AppState {
             return Ok(tool.clone());
         }
         let image = self.config.image.clone();
+        let (pool, preload) = (self.config.pool, self.config.preload.clone());
         let built = blocking(move || {
             let mut builder = CodeExecutionTool::builder().backend(kind);
             if let Some(image) = image {
                 builder = builder.image(image);
+            }
+            if kind == BackendKind::Native && pool > 0 {
+                builder = builder.warm_pool(pool, preload);
             }
             builder.build()
         })
@@ -438,10 +448,14 @@ async fn healthz() -> Response {
 
 async fn metrics_text(State(state): State<Shared>) -> Response {
     let live = lock(&state.sandboxes).len();
+    let pool = lock(&state.tools)
+        .get(&BackendKind::Native)
+        .map_or(0, CodeExecutionTool::pool_ready);
     let text = state.metrics.render(
         state.waiting.load(Ordering::SeqCst),
         state.config.max_concurrency - state.permits.available_permits(),
         live,
+        pool,
     );
     (
         [(
@@ -614,6 +628,12 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
             metrics: Metrics::default(),
         });
         let expiry = tokio::spawn(expire_idle(Arc::clone(&state)));
+        // The warm pool starts filling before the first request.
+        if state.config.pool > 0
+            && let Err(e) = state.tool(BackendKind::Native).await
+        {
+            return Err(ServerError::Pool(e.message));
+        }
         ready(addr);
         let on_signal = {
             let state = Arc::clone(&state);

@@ -225,9 +225,22 @@ pub fn cgroups_or_skip(test: &str) -> bool {
     }
 }
 
+/// Whether run cgroups can be created here (without skipping anything).
+pub fn cgroups_available() -> bool {
+    code_execution_tool::cgroup::CgroupDriver::detect().is_ok()
+}
+
 /// `code-exec run --json --sandbox native -c CODE EXTRA...`.
 pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
     let mut args = vec!["--sandbox", "native"];
+    // CODE_EXEC_TEST_WARM=1 runs the whole suite through pre-started sandboxes (the warm
+    // pool's path); runs it cannot take (monitoring) go cold as the pool would send them.
+    if std::env::var("CODE_EXEC_TEST_WARM").as_deref() == Ok("1")
+        && cgroups_available()
+        && !extra.contains(&"--monitor")
+    {
+        args.push("--warm");
+    }
     args.extend_from_slice(extra);
     run_code(code, &args)
 }
