@@ -3,6 +3,9 @@
 //! `python3 -I -c 'print(1)'` measured in the same run (latency alone, throughput with 2 in
 //! parallel).
 //!
+//! Each level runs against a server without a pool and one with a warm pool (`--pool
+//! BENCH_POOL`, default 4).
+//!
 //!     cargo bench --bench server       (BENCH_SECONDS=N per level, BENCH_SANDBOX=native|none)
 
 mod common;
@@ -46,24 +49,8 @@ fn main() {
     let python = code_execution_tool::Interpreter::discover().expect("python3");
     let python = python.path().to_str().unwrap().to_owned();
 
-    let mut server = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1000"])
-        .env_remove("CODE_EXEC_TOKEN")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("start the server");
-    let mut line = String::new();
-    BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("code-exec: listening on http://")
-        .expect("listening line")
-        .parse()
-        .unwrap();
+    let pool = std::env::var("BENCH_POOL").unwrap_or_else(|_| "4".into());
     let body = format!(r#"{{"code": "print(1)", "sandbox": "{sandbox}"}}"#);
-    execute(addr, &body).expect("a first request succeeds");
 
     // Bare Python: latency, then throughput with 2 in parallel.
     let mut bare: Vec<f64> = (0..50)
@@ -87,38 +74,67 @@ fn main() {
     println!(
         "bare python3 -I -c 'print(1)': {bare_ms:.1} ms median, {bare_rate:.0}/s with 2 in parallel"
     );
-    println!("server, sandbox {sandbox}, {seconds} s per level:");
-
-    for concurrency in [1usize, 8, 64] {
-        let latencies = Mutex::new(Vec::new());
-        let failures = Mutex::new(0usize);
-        let started = Instant::now();
-        std::thread::scope(|s| {
-            for _ in 0..concurrency {
-                s.spawn(|| {
-                    while started.elapsed() < window {
-                        match execute(addr, &body) {
-                            Some(ms) => latencies.lock().unwrap().push(ms),
-                            None => *failures.lock().unwrap() += 1,
-                        }
-                    }
-                });
-            }
-        });
-        let elapsed = started.elapsed().as_secs_f64();
-        let mut latencies = latencies.into_inner().unwrap();
-        let rate = latencies.len() as f64 / elapsed;
-        let p50 = percentile(&mut latencies, 50.0);
-        let p99 = percentile(&mut latencies, 99.0);
+    for extra in [vec![], vec!["--pool", pool.as_str()]] {
+        let mut server = Command::new(BIN)
+            .args(["serve", "--listen", "127.0.0.1:0", "--max-queue", "1000"])
+            .args(&extra)
+            .env_remove("CODE_EXEC_TOKEN")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start the server");
+        let mut line = String::new();
+        BufReader::new(server.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr: SocketAddr = line
+            .trim()
+            .strip_prefix("code-exec: listening on http://")
+            .expect("listening line")
+            .parse()
+            .unwrap();
+        execute(addr, &body).expect("a first request succeeds");
+        // Let a pool fill before measuring.
+        std::thread::sleep(Duration::from_secs(1));
         println!(
-            "  concurrency {concurrency:>2}: p50 {p50:>7.1} ms ({:.2}x bare start-up)  p99 {p99:>7.1} ms  {rate:>5.0}/s ({:.2}x bare at 2 parallel)  failures {}",
-            p50 / bare_ms,
-            rate / bare_rate,
-            failures.into_inner().unwrap()
+            "server {}, sandbox {sandbox}, {seconds} s per level:",
+            if extra.is_empty() {
+                "without a pool".to_owned()
+            } else {
+                format!("with --pool {pool}")
+            }
         );
+
+        for concurrency in [1usize, 8, 64] {
+            let latencies = Mutex::new(Vec::new());
+            let failures = Mutex::new(0usize);
+            let started = Instant::now();
+            std::thread::scope(|s| {
+                for _ in 0..concurrency {
+                    s.spawn(|| {
+                        while started.elapsed() < window {
+                            match execute(addr, &body) {
+                                Some(ms) => latencies.lock().unwrap().push(ms),
+                                None => *failures.lock().unwrap() += 1,
+                            }
+                        }
+                    });
+                }
+            });
+            let elapsed = started.elapsed().as_secs_f64();
+            let mut latencies = latencies.into_inner().unwrap();
+            let rate = latencies.len() as f64 / elapsed;
+            let p50 = percentile(&mut latencies, 50.0);
+            let p99 = percentile(&mut latencies, 99.0);
+            println!(
+                "  concurrency {concurrency:>2}: p50 {p50:>7.1} ms ({:.2}x bare start-up)  p99 {p99:>7.1} ms  {rate:>5.0}/s ({:.2}x bare at 2 parallel)  failures {}",
+                p50 / bare_ms,
+                rate / bare_rate,
+                failures.into_inner().unwrap()
+            );
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &server.id().to_string()])
+            .status();
+        let _ = server.wait();
     }
-    let _ = Command::new("kill")
-        .args(["-TERM", &server.id().to_string()])
-        .status();
-    let _ = server.wait();
 }

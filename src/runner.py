@@ -2,7 +2,8 @@
 # argv: <report fd> <path of the code file> [--pooled MODULE...]. The report channel is separate
 # from the code's stdout/stderr; it carries one record: phase NUL name NUL line NUL column NUL
 # message. Pooled (a pre-started sandbox): the modules are imported first, then the runner
-# waits for "<length>\n" and the code on stdin; the rest of stdin is the code's own.
+# writes "R" on the report channel (ready) and waits for "<length>\n" and the code on stdin;
+# the rest of stdin is the code's own.
 # The host never trusts it for limits (timeouts, memory kills and output caps are seen from
 # outside); it only names the exception class. Imports are kept off the success path.
 import sys
@@ -32,11 +33,17 @@ def _code_exec_main():
     # has none, so its tracebacks go through the traceback module (which reads linecache).
     print_exception = sys.__excepthook__
     if sys.argv[3:4] == ["--pooled"]:
+        # What a pooled run needs after its code arrives is imported now, while no clock runs.
+        import linecache
+        import traceback
+
         for name in sys.argv[4:]:
             try:
                 __import__(name)
             except BaseException:
                 pass
+        # Ready: the host hands this sandbox out only after this byte.
+        os.write(fd, b"R")
         header = b""
         while not header.endswith(b"\n") and len(header) < 32:
             byte = os.read(0, 1)
@@ -53,14 +60,10 @@ def _code_exec_main():
             size -= len(chunk)
         source = b"".join(parts)
         # Tracebacks read source lines through linecache: give it the code, there is no file.
-        import linecache
-
         text = source.decode("utf-8", "replace")
         linecache.cache[path] = (len(text), None, text.splitlines(True), path)
 
         def print_exception(kind, exc, tb):
-            import traceback
-
             traceback.print_exception(kind, exc, tb)
     else:
         with open(path, "rb") as f:

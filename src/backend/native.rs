@@ -204,8 +204,9 @@ impl NativeBackend {
         }
     }
 
-    /// Starts a one-shot sandbox ahead of its code (see [`PreparedRun`]). Needs cgroups: the
-    /// request's limits are applied when the code arrives.
+    /// Starts a one-shot sandbox ahead of its code (see [`PreparedRun`]) and returns once its
+    /// interpreter waits for the code. Needs cgroups: the request's limits are applied when the
+    /// code arrives.
     pub fn prepare(&self, limits: Limits, preload: &[String]) -> Result<PreparedRun, RunError> {
         if self.cgroups.is_none() {
             return Err(RunError::Supervisor(
@@ -229,12 +230,13 @@ impl NativeBackend {
         let config_json = serde_json::to_string(&config)
             .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
         let (stdin_r, stdin_w) = std::io::pipe().map_err(RunError::Pipe)?;
-        let helper = spawn_helper(
+        let mut helper = spawn_helper(
             self.helper.path(),
             SANDBOX_ARG,
             &config_json,
             Stdio::from(stdin_r),
         )?;
+        helper.wait_ready()?;
         Ok(PreparedRun {
             helper,
             stdin: stdin_w,
@@ -746,7 +748,7 @@ impl PreparedRun {
 #[derive(Debug)]
 pub struct WarmPool {
     inner: Arc<PoolInner>,
-    filler: Mutex<Option<std::thread::JoinHandle<()>>>,
+    fillers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 #[derive(Debug)]
@@ -756,6 +758,8 @@ struct PoolInner {
     limits: Limits,
     preload: Vec<String>,
     ready: Mutex<std::collections::VecDeque<PreparedRun>>,
+    /// Sandboxes being prepared right now (so that fillers do not overshoot the size).
+    preparing: std::sync::atomic::AtomicUsize,
     wake: std::sync::Condvar,
     stop: AtomicBool,
 }
@@ -784,18 +788,25 @@ impl WarmPool {
             limits,
             preload,
             ready: Mutex::new(std::collections::VecDeque::new()),
+            preparing: std::sync::atomic::AtomicUsize::new(0),
             wake: std::sync::Condvar::new(),
             stop: AtomicBool::new(false),
         });
-        let filling = Arc::clone(&inner);
-        let filler = std::thread::Builder::new()
-            .name("code-exec-pool".into())
-            .spawn(move || filling.fill())
-            .map_err(|e| format!("cannot start the pool's thread: {e}"))?;
-        Ok(WarmPool {
+        // One filler per core (preparing is CPU work in the kernel and the interpreter).
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let pool = WarmPool {
             inner,
-            filler: Mutex::new(Some(filler)),
-        })
+            fillers: Mutex::new(Vec::new()),
+        };
+        for _ in 0..cores.min(size).max(1) {
+            let filling = Arc::clone(&pool.inner);
+            let filler = std::thread::Builder::new()
+                .name("code-exec-pool".into())
+                .spawn(move || filling.fill())
+                .map_err(|e| format!("cannot start the pool's threads: {e}"))?;
+            lock(&pool.fillers).push(filler);
+        }
+        Ok(pool)
     }
 
     /// Sandboxes ready now.
@@ -818,7 +829,7 @@ impl WarmPool {
     pub fn shutdown(&self) {
         self.inner.stop.store(true, Ordering::SeqCst);
         self.inner.wake.notify_all();
-        if let Some(filler) = lock(&self.filler).take() {
+        for filler in std::mem::take(&mut *lock(&self.fillers)) {
             let _ = filler.join();
         }
         lock(&self.inner.ready).clear();
@@ -834,19 +845,27 @@ impl Drop for WarmPool {
 impl PoolInner {
     fn fill(&self) {
         while !self.stop.load(Ordering::SeqCst) {
-            let missing = self.size.saturating_sub(lock(&self.ready).len());
-            if missing == 0 {
+            {
                 let ready = lock(&self.ready);
-                let _ = self
-                    .wake
-                    .wait_timeout(ready, std::time::Duration::from_secs(1));
-                continue;
+                if ready.len() + self.preparing.load(Ordering::SeqCst) >= self.size {
+                    let _ = self
+                        .wake
+                        .wait_timeout(ready, std::time::Duration::from_secs(1));
+                    continue;
+                }
+                self.preparing.fetch_add(1, Ordering::SeqCst);
             }
-            match self.backend.prepare(self.limits, &self.preload) {
-                Ok(run) if !self.stop.load(Ordering::SeqCst) => lock(&self.ready).push_back(run),
-                Ok(_) => return,
+            let prepared = self.backend.prepare(self.limits, &self.preload);
+            let failed = prepared.is_err();
+            if let Ok(run) = prepared
+                && !self.stop.load(Ordering::SeqCst)
+            {
+                lock(&self.ready).push_back(run);
+            }
+            self.preparing.fetch_sub(1, Ordering::SeqCst);
+            if failed {
                 // The host is out of something (pids, memory): try again a little later.
-                Err(_) => std::thread::sleep(std::time::Duration::from_millis(500)),
+                std::thread::sleep(std::time::Duration::from_millis(500));
             }
         }
     }

@@ -214,6 +214,22 @@ pub(crate) fn spawn_helper(
 }
 
 impl SpawnedHelper {
+    /// Blocks until the runner of a pre-started sandbox says it is ready (its imports done,
+    /// waiting for code); an error if it ended instead.
+    pub(crate) fn wait_ready(&mut self) -> Result<(), RunError> {
+        let parts = self.parts.as_mut().ok_or(RunError::NoStatus)?;
+        let mut byte = [0u8; 1];
+        match parts.report.read_exact(&mut byte) {
+            Ok(()) if byte == *b"R" => Ok(()),
+            Ok(()) => Err(RunError::Supervisor(
+                "a pre-started sandbox sent something else than ready".into(),
+            )),
+            Err(e) => Err(RunError::Supervisor(format!(
+                "a pre-started sandbox ended before it was ready: {e}"
+            ))),
+        }
+    }
+
     /// Watches the run to its end and decides the verdict. `delivered`: when a pre-started
     /// run received its code; its clock starts there, not at the interpreter's start.
     pub(crate) fn finish(
