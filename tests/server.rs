@@ -683,19 +683,23 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
         &["--pool", "2", "--preload", "json,sqlite3"],
         &[("CODE_EXEC_TEST_SECRET", &secret)],
     );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !server
-        .call("GET", "/metrics", None)
-        .body
-        .contains("code_exec_pool_size 2")
-    {
-        assert!(Instant::now() < deadline, "the pool never filled");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let wait_for_pool = |server: &Server| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !server
+            .call("GET", "/metrics", None)
+            .body
+            .contains("code_exec_pool_size 2")
+        {
+            assert!(Instant::now() < deadline, "the pool never filled");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
     let probe = format!(
         "import os, sys\nprint(open('/proc/self/cmdline').read().split(chr(0))[7] == '--pooled', 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
     );
     for round in 0..3 {
+        // Served by the pool only when a sandbox is ready (else cold, which this checks not).
+        wait_for_pool(&server);
         let v = execute(&server, json!({"code": probe, "stdin": "in\n"})).json();
         assert_eq!(
             v["output"], "True True True\n1000 False False\nin\n",
@@ -704,18 +708,21 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
         assert!(v["cpu_time_ms"].as_f64().unwrap() < 200.0, "{v}");
     }
     // The request's limits hold in a pooled sandbox.
+    wait_for_pool(&server);
     let v = execute(
         &server,
         json!({"code": "x = []\nwhile True: x.append(bytearray(10 << 20))", "limits": {"memory_mb": 64}}),
     )
     .json();
     assert_eq!(v["error_type"], "MemoryLimit", "{v}");
+    wait_for_pool(&server);
     let v = execute(
         &server,
         json!({"code": "import os\nn = 0\ntry:\n    while True:\n        if os.fork() == 0:\n            import time; time.sleep(30)\n        n += 1\nexcept OSError:\n    print('capped', n < 16)", "limits": {"pids": 8, "timeout_s": 10}}),
     )
     .json();
     assert_eq!(v["output"], "capped True\n", "{v}");
+    wait_for_pool(&server);
     let tag = marker("pooltimeout");
     let v = execute(
         &server,
