@@ -40,6 +40,27 @@ fn execute(addr: SocketAddr, body: &str) -> Option<f64> {
     ok.then(|| started.elapsed().as_secs_f64() * 1000.0)
 }
 
+/// Memory usage (MB) of each run cgroup of process `pid` (cgroup v1 or v2).
+fn idle_sandbox_memory(pid: u32) -> Vec<f64> {
+    let out = Command::new("sh")
+        .args([
+            "-c",
+            &format!("find /sys/fs/cgroup -maxdepth 6 -name 'code-exec-{pid}-*' 2>/dev/null"),
+        ])
+        .output()
+        .expect("find");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|dir| {
+            ["memory.usage_in_bytes", "memory.current"]
+                .iter()
+                .find_map(|f| std::fs::read_to_string(format!("{dir}/{f}")).ok())
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .map(|bytes| bytes / (1024.0 * 1024.0))
+        .collect()
+}
+
 fn main() {
     let seconds: u64 = std::env::var("BENCH_SECONDS")
         .ok()
@@ -93,8 +114,18 @@ fn main() {
             .parse()
             .unwrap();
         execute(addr, &body).expect("a first request succeeds");
-        // Let a pool fill before measuring.
-        std::thread::sleep(Duration::from_secs(1));
+        // Let a pool fill before measuring, and weigh its idle sandboxes.
+        std::thread::sleep(Duration::from_secs(2));
+        if !extra.is_empty() {
+            let sizes = idle_sandbox_memory(server.id());
+            if !sizes.is_empty() {
+                println!(
+                    "  {} idle pooled sandboxes: {:.1} MB each on average (their cgroups' memory usage)",
+                    sizes.len(),
+                    sizes.iter().sum::<f64>() / sizes.len() as f64
+                );
+            }
+        }
         println!(
             "server {}, sandbox {sandbox}, {seconds} s per level:",
             if extra.is_empty() {

@@ -807,3 +807,54 @@ docker_test!(a_cancelled_execution_is_killed_at_once, {
         assert_no_survivors(tag);
     }
 });
+
+docker_test!(
+    the_server_runs_docker_per_request_and_removes_its_containers,
+    {
+        let image = docker_image();
+        let mut server = Server::start(&["--image", &image], &[]);
+        let v = server
+        .call(
+            "POST",
+            "/v1/execute",
+            Some(&serde_json::json!({"code": "import os; print(os.getuid())", "sandbox": "docker"})),
+        )
+        .json();
+        assert_eq!(
+            (v["backend"].clone(), v["output"].clone()),
+            ("docker".into(), "1000\n".into()),
+            "{v}"
+        );
+        let created = server.call(
+            "POST",
+            "/v1/sandboxes",
+            Some(&serde_json::json!({"sandbox": "docker", "limits": {"memory_mb": 64}})),
+        );
+        assert_eq!(created.status, 201, "{created:?}");
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        let run = |code: &str| {
+            server
+                .call(
+                    "POST",
+                    &format!("/v1/sandboxes/{id}/execute"),
+                    Some(&serde_json::json!({"code": code})),
+                )
+                .json()
+        };
+        assert!(
+            run("open('/work/f', 'w').write('kept')")["success"]
+                .as_bool()
+                .unwrap()
+        );
+        assert_eq!(run("print(open('/work/f').read())")["output"], "kept\n");
+        let patched = server.call(
+            "PATCH",
+            &format!("/v1/sandboxes/{id}/limits"),
+            Some(&serde_json::json!({"memory_mb": 256})),
+        );
+        assert_eq!(patched.status, 200, "{patched:?}");
+        assert_eq!(our_containers().len(), 1, "the persistent container lives");
+        // Shutdown removes it.
+        assert_eq!(server.stop(), 0);
+    }
+);
