@@ -561,3 +561,42 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
     );
     assert_host_clean(&tag);
 });
+
+native_test!(
+    a_killed_server_leaves_nothing_the_next_start_does_not_reap,
+    {
+        if !cgroups_or_skip("a_killed_server_leaves_nothing_the_next_start_does_not_reap") {
+            return;
+        }
+        let mut server = Server::start(&["--pool", "1"], &[]);
+        let created = server.call("POST", "/v1/sandboxes", None);
+        assert_eq!(created.status, 201);
+        let id = created.json()["id"].as_str().unwrap().to_owned();
+        let r = server.call(
+            "POST",
+            &format!("/v1/sandboxes/{id}/execute"),
+            Some(&json!({"code": "open('/work/f', 'w').write('x' * 100000)"})),
+        );
+        assert_eq!(r.status, 200);
+        let pid = server.pid();
+        assert!(
+            !cgroups_named(&format!("code-exec-{pid}-")).is_empty(),
+            "the sandbox and the pool have cgroups while the server lives"
+        );
+        // SIGKILL: no chance to clean up.
+        Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap();
+        let _ = server.stop();
+        // Any next start of the native backend reaps what the dead server left.
+        let (v, status) = run_native("print('next')", &[]);
+        assert_eq!(status, 0, "{v}");
+        assert!(
+            cgroups_named(&format!("code-exec-{pid}-")).is_empty(),
+            "cgroups of the killed server: {}",
+            cgroups_named(&format!("code-exec-{pid}-"))
+        );
+        assert_host_clean("codeexec_killed_server");
+    }
+);
