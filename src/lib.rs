@@ -22,6 +22,7 @@ pub mod server;
 pub mod supervisor;
 pub mod syntax;
 mod sys;
+mod token;
 pub mod tool;
 
 pub use backend::{

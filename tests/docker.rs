@@ -151,31 +151,17 @@ while True: pass
 });
 
 docker_test!(memory_bomb_is_a_memory_limit, {
-    let (r, status) = run_docker(
-        "x = []\nwhile True: x.append(bytearray(10 * 1024 * 1024))",
-        &["--memory", "64", "--timeout", "20"],
-    );
+    let (r, status) = run_docker(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(status, 1);
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     assert!(r["peak_memory_mb"].as_f64().unwrap() <= 66.0, "{r}");
 });
 
 docker_test!(many_processes_summing_over_the_memory_limit, {
-    let code = r#"
-import os, time
-kids = []
-for i in range(6):
-    pid = os.fork()
-    if pid == 0:
-        block = bytearray(30 * 1024 * 1024)
-        for j in range(0, len(block), 4096): block[j] = 1
-        time.sleep(3)
-        os._exit(0)
-    kids.append(pid)
-killed = [os.waitpid(pid, 0)[1] & 0x7f for pid in kids]
-print('children killed by SIGKILL:', killed.count(9) > 0)
-"#;
-    let (r, _) = run_docker(code, &["--memory", "100", "--timeout", "20"]);
+    let (r, _) = run_docker(
+        MANY_PROCESSES_OVER_MEMORY,
+        &["--memory", "100", "--timeout", "20"],
+    );
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
 });
@@ -234,28 +220,15 @@ print(out)
 
 docker_test!(monitoring_samples_the_container, {
     let (r, status) = run_docker(
-        "import time\nx = bytearray(40 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(1.5)",
+        &touch_40mb_and_sleep(1.5),
         &["--monitor", "--monitor-interval", "100"],
     );
     assert_eq!(status, 0, "{r}");
-    let samples = r["monitoring"].as_array().unwrap();
-    assert!(samples.len() >= 3, "{samples:?}");
-    let peak = samples
-        .iter()
-        .map(|s| s["memory_mb"].as_f64().unwrap())
-        .fold(0.0, f64::max);
-    assert!(
-        peak >= 40.0,
-        "a touched 40 MB buffer must show: {samples:?}"
-    );
-    assert!(samples.iter().all(|s| s["pids"].as_u64().unwrap() >= 1));
+    assert_monitoring_saw_40mb(&r, 3);
 });
 
 docker_test!(output_cap_stops_a_flood, {
-    let (r, _) = run_docker(
-        "import os\nwhile True: os.write(1, b'x' * 65536)",
-        &["--max-output", "50000"],
-    );
+    let (r, _) = run_docker(STDOUT_FLOOD, &["--max-output", "50000"]);
     assert_eq!(r["error_type"], "OutputLimit", "{r}");
     assert_eq!(output(&r).len(), 50_000);
     assert_eq!(r["truncated"], true);
@@ -337,11 +310,7 @@ docker_test!(fork_bomb_in_a_persistent_container_is_cleaned_up, {
     let tag = "codeexec_fork_bomb_in_a_persistent_container_is_cleaned_up";
     let sandbox = tool(256, 0.5, 3).create_sandbox().unwrap();
     sandbox.update_pids(32).unwrap();
-    let r = sandbox
-        .execute_in_container(&format!(
-            "import os, sys\nsys.argv[0] = '{tag}'\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-        ))
-        .unwrap();
+    let r = sandbox.execute_in_container(&fork_bomb(tag)).unwrap();
     assert!(
         matches!(
             r.error_type.as_ref().map(|e| e.as_str()),
@@ -520,9 +489,7 @@ docker_test!(engine_problems_are_sandbox_errors_that_say_what_to_do, {
 
 docker_test!(fork_bomb_is_contained, {
     let tag = "codeexec_fork_bomb_is_contained";
-    let code = format!(
-        "import os, sys\nsys.argv[0] = '{tag}'\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    );
+    let code = fork_bomb(tag);
     let (r, status) = run_docker(&code, &["--pids", "32", "--timeout", "3"]);
     assert_eq!(status, 1, "{r}");
     assert!(
@@ -740,18 +707,18 @@ docker_test!(a_killed_caller_is_reaped_by_the_next_start, {
 });
 
 docker_test!(thread_bomb_and_inode_exhaustion_are_bounded, {
-    let code = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('capped', n < 64)\n";
+    let code = THREAD_BOMB;
     let (r, status) = run_docker(code, &["--pids", "20", "--timeout", "10"]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "capped True\n");
-    let code = "n = 0\ntry:\n    while True:\n        open('/work/f%d' % n, 'w').close(); n += 1\nexcept OSError as e:\n    print('stopped', n < 20000, e.errno)";
+    let code = INODE_EXHAUSTION;
     let (r, status) = run_docker(code, &["--timeout", "30"]);
     assert_eq!(status, 0, "{r}");
     assert!(output(&r).starts_with("stopped True 28"), "ENOSPC: {r}");
 });
 
 docker_test!(mlock_memfd_and_stack_overflow_are_contained, {
-    let code = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
+    let code = MLOCK_16MB;
     let (r, status) = run_docker(code, &[]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(
@@ -759,11 +726,10 @@ docker_test!(mlock_memfd_and_stack_overflow_are_contained, {
         "mlock -1 True\n",
         "locking 16 MB must fail: {r}"
     );
-    let memfd = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+    let memfd = MEMFD_BOMB;
     let (r, _) = run_docker(memfd, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    let overflow =
-        "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+    let overflow = C_STACK_OVERFLOW;
     let (r, _) = run_docker(overflow, &["--timeout", "20"]);
     assert_eq!(
         (r["error_type"].clone(), r["signal"].clone()),

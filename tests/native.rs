@@ -113,10 +113,7 @@ native_test!(leftover_processes_die_with_the_main_process, {
 
 native_test!(memory_bomb_is_a_memory_limit, {
     // With a cgroup the OOM killer stops it; without, the per-process fallback does.
-    let (r, status) = run_native(
-        "x = []\nwhile True: x.append(bytearray(10 * 1024 * 1024))",
-        &["--memory", "64", "--timeout", "20"],
-    );
+    let (r, status) = run_native(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(status, 1);
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     assert!(r["peak_memory_mb"].as_f64().unwrap() <= 65.0, "{r}");
@@ -128,21 +125,10 @@ native_test!(many_processes_summing_over_the_memory_limit, {
         return;
     }
     // Each child stays well under the limit; together they are far over it.
-    let code = r#"
-import os, time
-kids = []
-for i in range(6):
-    pid = os.fork()
-    if pid == 0:
-        block = bytearray(30 * 1024 * 1024)
-        for j in range(0, len(block), 4096): block[j] = 1
-        time.sleep(3)
-        os._exit(0)
-    kids.append(pid)
-killed = [os.waitpid(pid, 0)[1] & 0x7f for pid in kids]
-print('children killed by SIGKILL:', killed.count(9) > 0)
-"#;
-    let (r, _) = run_native(code, &["--memory", "100", "--timeout", "20"]);
+    let (r, _) = run_native(
+        MANY_PROCESSES_OVER_MEMORY,
+        &["--memory", "100", "--timeout", "20"],
+    );
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     // The parent itself survived; the verdict comes from the cgroup, not from the main process.
     assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
@@ -150,28 +136,15 @@ print('children killed by SIGKILL:', killed.count(9) > 0)
 
 native_test!(monitoring_reads_the_sandbox_from_outside, {
     let (r, status) = run_native(
-        "import time\nx = bytearray(40 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep(0.6)",
+        &touch_40mb_and_sleep(0.6),
         &["--monitor", "--monitor-interval", "50"],
     );
     assert_eq!(status, 0, "{r}");
-    let samples = r["monitoring"].as_array().unwrap();
-    assert!(samples.len() >= 5, "{samples:?}");
-    let peak = samples
-        .iter()
-        .map(|s| s["memory_mb"].as_f64().unwrap())
-        .fold(0.0, f64::max);
-    assert!(
-        peak >= 40.0,
-        "a touched 40 MB buffer must show: {samples:?}"
-    );
-    assert!(samples.iter().all(|s| s["pids"].as_u64().unwrap() >= 1));
+    assert_monitoring_saw_40mb(&r, 5);
 });
 
 native_test!(output_cap_and_flood, {
-    let (r, _) = run_native(
-        "import os\nwhile True: os.write(1, b'x' * 65536)",
-        &["--max-output", "50000"],
-    );
+    let (r, _) = run_native(STDOUT_FLOOD, &["--max-output", "50000"]);
     assert_eq!(r["error_type"], "OutputLimit");
     assert_eq!(output(&r).len(), 50_000);
     assert_host_clean("native_flood");
@@ -195,9 +168,7 @@ native_test!(crashes_are_reported_with_signal_names, {
 
 native_test!(fork_bomb_is_contained, {
     let tag = marker("forkbomb");
-    let code = format!(
-        "import os, sys\nsys.argv[0] = '{tag}'\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
-    );
+    let code = fork_bomb(&tag);
     let (r, status) = run_native(&code, &["--pids", "32", "--timeout", "3"]);
     assert_eq!(status, 1, "{r}");
     assert!(
@@ -209,7 +180,7 @@ native_test!(fork_bomb_is_contained, {
 
 native_test!(thread_bomb_is_contained, {
     // With a cgroup pids.max stops it; without, RLIMIT_NPROC does.
-    let code = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('capped', n < 64)\n";
+    let code = THREAD_BOMB;
     let (r, status) = run_native(code, &["--pids", "20", "--timeout", "10"]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "capped True\n");
@@ -297,7 +268,7 @@ for d in ['/tmp', '/dev/shm']:
 });
 
 native_test!(inode_exhaustion_is_bounded, {
-    let code = "n = 0\ntry:\n    while True:\n        open('/work/f%d' % n, 'w').close(); n += 1\nexcept OSError as e:\n    print('stopped', n < 20000, e.errno)";
+    let code = INODE_EXHAUSTION;
     let (r, status) = run_native(code, &["--timeout", "30"]);
     assert_eq!(status, 0, "{r}");
     assert!(output(&r).starts_with("stopped True"), "{r}");
@@ -586,7 +557,7 @@ native_test!(memfd_and_sparse_files_are_bounded, {
         return;
     }
     // Anonymous files are memory: the cgroup counts them.
-    let memfd = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+    let memfd = MEMFD_BOMB;
     let (r, _) = run_native(memfd, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     // A sparse file may claim a huge size only up to the file-size limit.
@@ -598,7 +569,7 @@ native_test!(memfd_and_sparse_files_are_bounded, {
 });
 
 native_test!(mlock_and_stack_overflow_are_contained, {
-    let code = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
+    let code = MLOCK_16MB;
     let (r, status) = run_native(code, &[]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(
@@ -608,8 +579,7 @@ native_test!(mlock_and_stack_overflow_are_contained, {
     );
     // Deep C recursion: a crash with a signal name, no core file, nothing left behind.
     // Python functions recurse on the heap in 3.11+; repr of nested lists recurses in C.
-    let overflow =
-        "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+    let overflow = C_STACK_OVERFLOW;
     let (r, _) = run_native(overflow, &["--timeout", "20"]);
     assert_eq!(r["error_type"], "Crash", "{r}");
     assert_eq!(r["signal"], "SIGSEGV", "{r}");

@@ -336,6 +336,13 @@ async fn create_sandbox(
     let kind = body.sandbox.unwrap_or(state.config.default_sandbox);
     let mut tool = state.tool(kind).await?;
     tool.set_limits(body.limits.apply(*tool.limits()));
+    // 128 random bits: ids cannot be guessed.
+    let id = crate::token::random_hex(16).map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("cannot make a sandbox id: {e}"),
+        )
+    })?;
     let executor = blocking(move || tool.create_sandbox())
         .await?
         .map_err(|e| match e {
@@ -344,7 +351,6 @@ async fn create_sandbox(
             }
             other => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, other.to_string()),
         })?;
-    let id = new_id();
     lock(&state.sandboxes).insert(
         id.clone(),
         Arc::new(LiveSandbox {
@@ -522,15 +528,6 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// A fresh sandbox id: 128 random bits, hex.
-fn new_id() -> String {
-    let mut bytes = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = std::io::Read::read_exact(&mut f, &mut bytes);
-    }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Removes sandboxes idle for longer than the TTL, every few seconds.

@@ -658,3 +658,74 @@ pub fn read_reply(stream: TcpStream) -> Reply {
         body: String::from_utf8_lossy(&body).into_owned(),
     }
 }
+
+// ---- attack programs both sandbox suites run ------------------------------------------
+
+/// Allocates 10 MB blocks until something stops it.
+pub const MEMORY_BOMB: &str = "x = []\nwhile True: x.append(bytearray(10 * 1024 * 1024))";
+
+/// Writes to stdout without end.
+pub const STDOUT_FLOOD: &str = "import os\nwhile True: os.write(1, b'x' * 65536)";
+
+/// Starts threads until refused; prints `capped True` when stopped under 64.
+pub const THREAD_BOMB: &str = "import threading, time\nn = 0\ntry:\n    while True:\n        threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('capped', n < 64)\n";
+
+/// Creates empty files in /work until refused; prints `stopped True <errno>`.
+pub const INODE_EXHAUSTION: &str = "n = 0\ntry:\n    while True:\n        open('/work/f%d' % n, 'w').close(); n += 1\nexcept OSError as e:\n    print('stopped', n < 20000, e.errno)";
+
+/// Tries to lock 16 MB in memory; prints `mlock -1 True` when refused.
+pub const MLOCK_16MB: &str = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
+
+/// Fills an anonymous file (memory) without end.
+pub const MEMFD_BOMB: &str = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+
+/// Recurses in C (repr of deeply nested lists) until the stack overflows.
+pub const C_STACK_OVERFLOW: &str =
+    "import sys\nsys.setrecursionlimit(10**8)\nl = []\nfor i in range(10**6): l = [l]\nrepr(l)";
+
+/// Forks 6 children of 30 MB each while the parent waits: far over a 100 MB limit together,
+/// each well under it. Prints whether any child was SIGKILLed.
+pub const MANY_PROCESSES_OVER_MEMORY: &str = r#"
+import os, time
+kids = []
+for i in range(6):
+    pid = os.fork()
+    if pid == 0:
+        block = bytearray(30 * 1024 * 1024)
+        for j in range(0, len(block), 4096): block[j] = 1
+        time.sleep(3)
+        os._exit(0)
+    kids.append(pid)
+killed = [os.waitpid(pid, 0)[1] & 0x7f for pid in kids]
+print('children killed by SIGKILL:', killed.count(9) > 0)
+"#;
+
+/// Forks without end, each process named `tag` (so survivors can be looked for).
+pub fn fork_bomb(tag: &str) -> String {
+    format!(
+        "import os, sys\nsys.argv[0] = '{tag}'\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
+    )
+}
+
+/// Touches a 40 MB buffer then sleeps `sleep_s` seconds: monitoring must see it.
+pub fn touch_40mb_and_sleep(sleep_s: f64) -> String {
+    format!(
+        "import time\nx = bytearray(40 * 1024 * 1024)\nfor i in range(0, len(x), 4096): x[i] = 1\ntime.sleep({sleep_s})"
+    )
+}
+
+/// The run of [`touch_40mb_and_sleep`] was sampled at least `min_samples` times, a sample saw
+/// the 40 MB, and every sample counted a process.
+pub fn assert_monitoring_saw_40mb(r: &Value, min_samples: usize) {
+    let samples = r["monitoring"].as_array().unwrap();
+    assert!(samples.len() >= min_samples, "{samples:?}");
+    let peak = samples
+        .iter()
+        .map(|s| s["memory_mb"].as_f64().unwrap())
+        .fold(0.0, f64::max);
+    assert!(
+        peak >= 40.0,
+        "a touched 40 MB buffer must show: {samples:?}"
+    );
+    assert!(samples.iter().all(|s| s["pids"].as_u64().unwrap() >= 1));
+}

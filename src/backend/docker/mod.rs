@@ -36,19 +36,12 @@ fn wrapper_argv() -> Vec<String> {
     ]
 }
 
-/// A fresh random token framing the wrapper's record in stderr.
-fn nonce() -> Result<String, DockerError> {
-    let mut bytes = [0u8; 16];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
-        .map_err(|e| DockerError::Protocol(format!("cannot read /dev/urandom: {e}")))?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
-}
-
 /// The docker backend: an engine connection and the image executions run in.
 pub struct DockerBackend {
     engine: Arc<Engine>,
     image: String,
+    /// The image's `PYTHON_VERSION`, read when connecting.
+    python_version: Option<String>,
 }
 
 impl std::fmt::Debug for DockerBackend {
@@ -65,9 +58,10 @@ impl DockerBackend {
     /// crashed callers of ours left behind.
     pub fn connect(image: &str) -> Result<DockerBackend, DockerError> {
         let engine = Engine::connect()?;
-        engine.image_python_version(image)?;
+        let python_version = engine.image_python_version(image)?;
         engine.reap_orphans();
         Ok(DockerBackend {
+            python_version,
             engine: Arc::new(engine),
             image: image.to_owned(),
         })
@@ -83,8 +77,7 @@ impl DockerBackend {
 
     /// The Python version the image declares (`PYTHON_VERSION`), as `major.minor`.
     pub fn python_version(&self) -> Option<String> {
-        let full = self.engine.image_python_version(&self.image).ok()??;
-        let mut parts = full.split('.');
+        let mut parts = self.python_version.as_deref()?.split('.');
         Some(format!("{}.{}", parts.next()?, parts.next()?))
     }
 
@@ -353,7 +346,9 @@ fn run_in(
     usage: Option<&UsageSource>,
     oom_baseline: i64,
 ) -> Result<(ExecutionResult, Option<i64>), DockerError> {
-    let nonce = nonce()?;
+    // A fresh random token framing the wrapper's record in stderr.
+    let nonce = crate::token::random_hex(16)
+        .map_err(|e| DockerError::Protocol(format!("cannot read /dev/urandom: {e}")))?;
     let cap = request.limits.max_output_bytes.as_usize();
     let spec = ExecSpec {
         code: request.code,
