@@ -17,7 +17,7 @@ use code_execution_tool::result::ExecutionResult;
 use code_execution_tool::supervisor;
 use code_execution_tool::{
     BackendKind, CodeExecutionTool, Interpreter, Limits, PythonVersion, SyntaxCheck, ToolError,
-    syntax,
+    ZygoteMode, syntax,
 };
 
 const EXIT_FAILED: u8 = 1;
@@ -148,6 +148,10 @@ struct RunArgs {
     /// until it is ready, then hand it the code. For testing that path; native only.
     #[arg(long, hide = true)]
     warm: bool,
+    /// Fork the run from a zygote (the library's default path) instead of starting cold;
+    /// fails when no zygote can start here. For testing that path; native only.
+    #[arg(long, hide = true)]
+    zygote: bool,
     /// Sampling interval in milliseconds for --monitor [default: 100].
     #[arg(long, value_name = "MS", allow_hyphen_values = true)]
     monitor_interval: Option<String>,
@@ -205,6 +209,7 @@ struct RunPlan {
     json: bool,
     strict_limits: bool,
     warm: bool,
+    zygote: bool,
 }
 
 fn plan_run(args: RunArgs) -> Result<RunPlan> {
@@ -220,6 +225,9 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
     }
     if args.warm && backend != BackendKind::Native {
         bail!("--warm applies only to --sandbox native");
+    }
+    if args.zygote && backend != BackendKind::Native {
+        bail!("--zygote applies only to --sandbox native");
     }
     if args.python.is_some() && backend == BackendKind::Docker {
         bail!(
@@ -280,15 +288,23 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         json: args.json,
         strict_limits: args.strict_limits,
         warm: args.warm,
+        zygote: args.zygote,
     })
 }
 
 fn run(args: RunArgs) -> Result<u8> {
     let plan = plan_run(args)?;
+    // A one-shot run starts cold: a zygote pays off only over many runs.
+    let zygote = if plan.zygote {
+        ZygoteMode::Required
+    } else {
+        ZygoteMode::Off
+    };
     let mut builder = CodeExecutionTool::builder()
         .backend(plan.backend)
         .limits(plan.limits)
-        .strict_limits(plan.strict_limits);
+        .strict_limits(plan.strict_limits)
+        .zygote(zygote);
     if let Some(python) = &plan.python {
         builder = builder.python(python);
     }

@@ -438,6 +438,7 @@ pub fn run_if_requested() {
     let entry: fn(&str) -> i32 = match mode.as_deref() {
         Some(SUPERVISE_ARG) => main,
         Some(crate::sandbox::SANDBOX_ARG) => crate::sandbox::main,
+        Some(crate::sandbox::zygote::ZYGOTE_ARG) => crate::sandbox::zygote::main,
         _ => return,
     };
     let mut config = String::new();

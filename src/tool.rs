@@ -10,7 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
-use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool};
+use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool, ZygoteMode};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -64,6 +64,7 @@ pub struct ToolBuilder {
     image: Option<String>,
     warm_pool: usize,
     preload: Vec<String>,
+    zygote: ZygoteMode,
 }
 
 impl ToolBuilder {
@@ -73,6 +74,13 @@ impl ToolBuilder {
     pub fn warm_pool(mut self, size: usize, preload: Vec<String>) -> Self {
         self.warm_pool = size;
         self.preload = preload;
+        self
+    }
+
+    /// How native runs start their interpreter (default [`ZygoteMode::Auto`]: forked from a
+    /// zygote when the host allows one).
+    pub fn zygote(mut self, mode: ZygoteMode) -> Self {
+        self.zygote = mode;
         self
     }
 
@@ -164,6 +172,9 @@ impl ToolBuilder {
             let backend = Arc::new(
                 NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
             );
+            backend
+                .start_zygote(self.zygote)
+                .map_err(ToolError::Sandbox)?;
             native = Some(Arc::clone(&backend));
             if self.warm_pool > 0 {
                 pool = Some(Arc::new(
@@ -284,6 +295,7 @@ impl CodeExecutionTool {
             image: None,
             warm_pool: 0,
             preload: Vec::new(),
+            zygote: ZygoteMode::default(),
         }
     }
 
@@ -293,6 +305,15 @@ impl CodeExecutionTool {
 
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Whether native runs fork from a zygote: `Ok(libpython)`, or why not (`"off"`, or what
+    /// kept it from starting). An error for other backends.
+    pub fn zygote_status(&self) -> Result<PathBuf, String> {
+        match &self.native {
+            Some(native) => native.zygote_status(),
+            None => Err("not the native backend".into()),
+        }
     }
 
     /// Pre-started sandboxes ready now (0 without a warm pool).

@@ -322,8 +322,9 @@ native_test!(symlinks_lead_nowhere_on_the_host, {
 native_test!(fds_of_the_caller_do_not_leak_in, {
     // A shell opens fd 7 without close-on-exec and execs code-exec with it.
     let script = format!(
-        "exec 7</etc/hostname; exec {} run --json --sandbox native -c \"import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\"",
-        bin()
+        "exec 7</etc/hostname; exec {} run --json --sandbox native {} -c \"import os; print(sorted(int(f) for f in os.listdir('/proc/self/fd')))\"",
+        bin(),
+        zygote_args().join(" ")
     );
     let out = std::process::Command::new("sh")
         .args(["-c", &script])

@@ -508,7 +508,7 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
         }
     };
     let probe = format!(
-        "import os, sys\nprint(open('/proc/self/cmdline').read().split(chr(0))[7] == '--pooled', 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
+        "import os, sys\nprint(sys.orig_argv[7] == '--pooled', 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
     );
     for round in 0..3 {
         // Served by the pool only when a sandbox is ready (else cold, which this checks not).
@@ -549,7 +549,7 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
     // cold, with the same result contract.
     let v = execute(
         &server,
-        json!({"code": "print(open('/proc/self/cmdline').read().split(chr(0))[7:8] == ['--pooled'])", "limits": {"memory_mb": 512}}),
+        json!({"code": "import sys\nprint(sys.orig_argv[7:8] == ['--pooled'])", "limits": {"memory_mb": 512}}),
     )
     .json();
     assert_eq!(v["output"], "False\n", "{v}");

@@ -5,7 +5,7 @@
 pub mod docker;
 pub mod native;
 pub mod none;
-mod supervised;
+pub(crate) mod supervised;
 mod workspace;
 
 use std::fmt;

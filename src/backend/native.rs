@@ -2,6 +2,7 @@
 //! each run — what of the host the interpreter needs to see, the host uid the sandbox maps to,
 //! the run's cgroup with its limits — starts the sandbox helper, and cleans up after it.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -10,7 +11,7 @@ use std::time::Instant;
 
 use super::SandboxUsage;
 use super::supervised::{
-    RunError, SpawnedHelper, code_environment, interpreter_args, run_helper, spawn_helper,
+    RunError, SpawnedHelper, code_environment, interpreter_args, spawn_helper,
 };
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
@@ -18,6 +19,7 @@ use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
 use crate::limits::{Limits, MemoryMb};
 use crate::result::ExecutionResult;
+use crate::sandbox::zygote::Zygote;
 use crate::sandbox::{CODE_PATH, Exposure, SANDBOX_ARG, SandboxConfig, WORK_DIR};
 use crate::supervisor::SupervisorBinary;
 
@@ -64,6 +66,28 @@ pub struct NativeBackend {
     cgroups: Option<CgroupDriver>,
     /// Why there is no cgroup driver, when there is none.
     cgroup_problem: Option<String>,
+    zygote: Mutex<ZygoteState>,
+}
+
+/// How native runs start their interpreter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ZygoteMode {
+    /// Fork each run's helper from a zygote whose interpreter has done its core start-up,
+    /// when this host allows one (a shared libpython of the interpreter's release); else, and
+    /// for interpreters or environments it cannot serve, start cold. The library's default.
+    #[default]
+    Auto,
+    /// Always start a fresh helper and interpreter (the command line's one-shot runs).
+    Off,
+    /// As `Auto`, but building the tool fails when no zygote can start.
+    Required,
+}
+
+#[derive(Debug)]
+enum ZygoteState {
+    Off,
+    Running(Arc<Zygote>),
+    Unavailable(String),
 }
 
 /// Run numbers are unique in the process (they name cgroups: `code-exec-<pid>-<n>`), whatever
@@ -96,7 +120,83 @@ impl NativeBackend {
             exposed,
             cgroups,
             cgroup_problem,
+            zygote: Mutex::new(ZygoteState::Off),
         })
+    }
+
+    /// Starts (or not) the zygote runs fork from; an error only for `Required`.
+    pub fn start_zygote(&self, mode: ZygoteMode) -> Result<(), String> {
+        let state = match mode {
+            ZygoteMode::Off => ZygoteState::Off,
+            ZygoteMode::Auto | ZygoteMode::Required => {
+                match Zygote::start(self.helper.path(), &self.interpreter) {
+                    Ok(zygote) => ZygoteState::Running(Arc::new(zygote)),
+                    Err(why) if mode == ZygoteMode::Required => {
+                        return Err(format!("no zygote: {why}"));
+                    }
+                    Err(why) => ZygoteState::Unavailable(why),
+                }
+            }
+        };
+        *lock(&self.zygote) = state;
+        Ok(())
+    }
+
+    /// How runs start: `Ok(libpython)` when they fork from a zygote, else why not.
+    pub fn zygote_status(&self) -> Result<PathBuf, String> {
+        match &*lock(&self.zygote) {
+            ZygoteState::Running(zygote) => Ok(zygote.library().to_owned()),
+            ZygoteState::Off => Err("off".into()),
+            ZygoteState::Unavailable(why) => Err(why.clone()),
+        }
+    }
+
+    /// Starts a helper for `config`: forked by the zygote when there is one. A zygote that
+    /// fails is restarted once; if that fails too, runs start cold from then on.
+    fn start_helper(&self, config_json: &str, stdin: OwnedFd) -> Result<SpawnedHelper, RunError> {
+        let zygote = match &*lock(&self.zygote) {
+            ZygoteState::Running(zygote) => Some(Arc::clone(zygote)),
+            _ => None,
+        };
+        let Some(zygote) = zygote else {
+            return spawn_helper(self.helper.path(), SANDBOX_ARG, config_json, stdin, None);
+        };
+        // The fds are duplicated into the zygote's message: keep ours for a retry.
+        let retry_stdin = stdin.try_clone().map_err(RunError::Pipe)?;
+        match spawn_helper(
+            self.helper.path(),
+            SANDBOX_ARG,
+            config_json,
+            stdin,
+            Some(&zygote),
+        ) {
+            Ok(helper) => Ok(helper),
+            Err(first) => {
+                let restarted = Zygote::start(self.helper.path(), &self.interpreter);
+                let zygote = match restarted {
+                    Ok(zygote) => Arc::new(zygote),
+                    Err(why) => {
+                        *lock(&self.zygote) =
+                            ZygoteState::Unavailable(format!("{first}; restarting: {why}"));
+                        return spawn_helper(
+                            self.helper.path(),
+                            SANDBOX_ARG,
+                            config_json,
+                            retry_stdin,
+                            None,
+                        );
+                    }
+                };
+                *lock(&self.zygote) = ZygoteState::Running(Arc::clone(&zygote));
+                spawn_helper(
+                    self.helper.path(),
+                    SANDBOX_ARG,
+                    config_json,
+                    retry_stdin,
+                    Some(&zygote),
+                )
+            }
+        }
     }
 
     /// The cgroup driver in use, or why there is none.
@@ -151,14 +251,8 @@ impl NativeBackend {
         );
         let config_json = serde_json::to_string(&config)
             .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
-        run_helper(
-            self.helper.path(),
-            SANDBOX_ARG,
-            &config_json,
-            stdin,
-            request,
-            BackendKind::Native,
-        )
+        self.start_helper(&config_json, stdin.into())?
+            .finish(request, BackendKind::Native, None)
     }
 
     /// The sandbox helper's configuration for one run in `place`.
@@ -230,12 +324,7 @@ impl NativeBackend {
         let config_json = serde_json::to_string(&config)
             .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
         let (stdin_r, stdin_w) = std::io::pipe().map_err(RunError::Pipe)?;
-        let mut helper = spawn_helper(
-            self.helper.path(),
-            SANDBOX_ARG,
-            &config_json,
-            Stdio::from(stdin_r),
-        )?;
+        let mut helper = self.start_helper(&config_json, stdin_r.into())?;
         helper.wait_ready()?;
         Ok(PreparedRun {
             helper,

@@ -6,7 +6,7 @@
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
@@ -17,6 +17,7 @@ use thiserror::Error;
 
 use super::{BackendKind, ExecutionRequest};
 use crate::result::{ErrorType, ExecutionResult, Sample, signal_name};
+use crate::sandbox::zygote::{ForkedHelper, Zygote};
 use crate::supervisor::{CONFIG_FD, CONTROL_FD, REPORT_FD, STATUS_FD, SupervisorEvent};
 use crate::sys::{self, ChildSetup};
 
@@ -111,7 +112,60 @@ pub(crate) fn run_helper(
     request: &ExecutionRequest<'_>,
     backend: BackendKind,
 ) -> Result<ExecutionResult, RunError> {
-    spawn_helper(program, mode, config_json, Stdio::from(stdin))?.finish(request, backend, None)
+    spawn_helper(program, mode, config_json, stdin.into(), None)?.finish(request, backend, None)
+}
+
+/// The helper process of a run: our child, or one the zygote forked (watched by pidfd).
+#[derive(Debug)]
+enum HelperProcess {
+    Child(Child),
+    Forked(ForkedHelper),
+}
+
+impl HelperProcess {
+    fn id(&self) -> u32 {
+        match self {
+            HelperProcess::Child(child) => child.id(),
+            HelperProcess::Forked(forked) => forked.pid,
+        }
+    }
+
+    /// Whether it has ended (a forked one is reaped by the zygote).
+    fn has_ended(&mut self) -> bool {
+        match self {
+            HelperProcess::Child(child) => !matches!(child.try_wait(), Ok(None)),
+            HelperProcess::Forked(forked) => {
+                sys::fdpass::poll_readable(forked.pidfd.as_fd(), 0).unwrap_or(true)
+            }
+        }
+    }
+
+    fn wait(&mut self) {
+        match self {
+            HelperProcess::Child(child) => {
+                let _ = child.wait();
+            }
+            HelperProcess::Forked(forked) => {
+                let _ = sys::fdpass::poll_readable(forked.pidfd.as_fd(), -1);
+            }
+        }
+    }
+
+    fn kill(&mut self) {
+        match self {
+            HelperProcess::Child(child) => sys::kill_pid(child.id()),
+            HelperProcess::Forked(forked) => sys::fdpass::pidfd_kill(forked.pidfd.as_fd()),
+        }
+    }
+}
+
+/// The helper's config as an fd (numbered 10 or more, close-on-exec): an unlinked file, not
+/// argv, which anyone can read (including, through /proc/1/cmdline, the sandboxed code).
+pub(crate) fn config_fd(config_json: &str) -> std::io::Result<OwnedFd> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(config_json.as_bytes())?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    sys::dup_at_least(file.as_fd(), 10)
 }
 
 /// A helper process started with the standard fd layout, whose run is not watched yet (a
@@ -122,7 +176,7 @@ pub(crate) struct SpawnedHelper {
 }
 
 struct HelperParts {
-    child: Child,
+    child: HelperProcess,
     stdout: PipeReader,
     stderr: PipeReader,
     report: PipeReader,
@@ -147,12 +201,14 @@ impl Drop for SpawnedHelper {
     }
 }
 
-/// Starts `program MODE` with its config on fd 6 and the standard fds.
+/// Starts `program MODE` with its config on fd 6 and the standard fds — or, given a zygote
+/// (native runs only), has the zygote fork the helper, the same fds passed over its socket.
 pub(crate) fn spawn_helper(
     program: &Path,
     mode: &str,
     config_json: &str,
-    stdin: Stdio,
+    stdin: OwnedFd,
+    zygote: Option<&Zygote>,
 ) -> Result<SpawnedHelper, RunError> {
     let (stdout_r, stdout_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (stderr_r, stderr_w) = std::io::pipe().map_err(RunError::Pipe)?;
@@ -160,24 +216,31 @@ pub(crate) fn spawn_helper(
     let (status_r, status_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (control_r, control_w) = std::io::pipe().map_err(RunError::Pipe)?;
 
-    let child = {
+    let child = if let Some(zygote) = zygote {
+        let fds = [
+            stdin.as_raw_fd(),
+            stdout_w.as_raw_fd(),
+            stderr_w.as_raw_fd(),
+            report_w.as_raw_fd(),
+            status_w.as_raw_fd(),
+            control_r.as_raw_fd(),
+        ];
+        let forked = zygote
+            .fork_helper(config_json, &fds)
+            .map_err(RunError::Supervisor)?;
+        // The helper holds the only other copies now (see below).
+        drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
+        HelperProcess::Forked(forked)
+    } else {
         // Sources sit above every target number, so moving them cannot clobber each other.
         let report_hi = sys::dup_at_least(report_w.as_fd(), 10).map_err(RunError::Pipe)?;
         let status_hi = sys::dup_at_least(status_w.as_fd(), 10).map_err(RunError::Pipe)?;
         let control_hi = sys::dup_at_least(control_r.as_fd(), 10).map_err(RunError::Pipe)?;
-        // The config travels in an unlinked file, not in argv: argv is readable by anyone
-        // (including, through /proc/1/cmdline, the sandboxed code).
-        let mut config_file = tempfile::tempfile().map_err(RunError::Workspace)?;
-        config_file
-            .write_all(config_json.as_bytes())
-            .and_then(|()| config_file.seek(std::io::SeekFrom::Start(0)).map(drop))
-            .map_err(RunError::Workspace)?;
-        let config_hi = sys::dup_at_least(config_file.as_fd(), 10).map_err(RunError::Pipe)?;
-        use std::os::fd::AsRawFd;
+        let config_hi = config_fd(config_json).map_err(RunError::Workspace)?;
         let mut cmd = Command::new(program);
         cmd.arg(mode)
             .env_clear()
-            .stdin(stdin)
+            .stdin(Stdio::from(stdin))
             .stdout(Stdio::from(stdout_w))
             .stderr(Stdio::from(stderr_w));
         ChildSetup {
@@ -199,7 +262,7 @@ pub(crate) fn spawn_helper(
         // `cmd`, the write ends and the high duplicates drop here: the child holds the only
         // copies, so every stream reaches EOF when the run's last process is gone.
         drop((report_w, status_w, control_r));
-        spawned
+        HelperProcess::Child(spawned)
     };
     Ok(SpawnedHelper {
         parts: Some(HelperParts {
@@ -406,7 +469,7 @@ fn watch(
     timeout: Duration,
     cancel: Option<&super::Cancel>,
     delivered: Option<Instant>,
-    supervisor: &mut Child,
+    supervisor: &mut HelperProcess,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     // A pre-started run's clock starts when its code arrives, not when its interpreter did.
@@ -499,7 +562,7 @@ fn watch(
                     Some(_) => {
                         // The supervisor did not finish its kill in time: stop it by force.
                         // Its control channel closing would make a live one kill the rest.
-                        sys::kill_pid(supervisor.id());
+                        supervisor.kill();
                         outcome.failure =
                             Some("the supervisor did not stop the run in time".into());
                         return outcome;
@@ -518,22 +581,22 @@ fn watch(
 
 /// Collects the supervisor's exit status. After its exit report it is already on its way out
 /// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
-fn reap_supervisor(child: &mut Child, reported_exit: bool) {
+fn reap_supervisor(child: &mut HelperProcess, reported_exit: bool) {
     if reported_exit {
-        let _ = child.wait();
+        child.wait();
         return;
     }
     let deadline = Instant::now() + KILL_GRACE;
     loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) if Instant::now() >= deadline => {
-                sys::kill_pid(child.id());
-                let _ = child.wait();
-                return;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(1)),
+        if child.has_ended() {
+            return;
         }
+        if Instant::now() >= deadline {
+            child.kill();
+            child.wait();
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }
 

@@ -7,7 +7,9 @@ use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::AsRawFd;
 
 use super::seccomp::Policy;
-use super::{SANDBOX_HOSTNAME, SANDBOX_UID, SandboxConfig, WORK_DIR, encode_status, root};
+use super::{
+    CodeStart, SANDBOX_HOSTNAME, SANDBOX_UID, SandboxConfig, WORK_DIR, encode_status, root,
+};
 use crate::supervisor::REPORT_FD;
 use crate::sys::isolation::{self, Forked};
 use crate::sys::{self, ExitStatus};
@@ -17,6 +19,7 @@ pub(super) fn run(
     config: &SandboxConfig,
     code: &[u8],
     policy: &Policy,
+    start: CodeStart<'_>,
     mut go: PipeReader,
     mut exit: PipeWriter,
     mut errors: PipeWriter,
@@ -44,7 +47,7 @@ pub(super) fn run(
         let exec = prepare_exec(config)?;
         let code_pid = match isolation::fork()? {
             Forked::Child => {
-                let err = start_code(config, policy, &exec, errors.as_raw_fd());
+                let err = start_code(config, policy, &exec, start, errors.as_raw_fd());
                 let _ = writeln!(errors, "starting the interpreter: {err}");
                 isolation::exit_now(127)
             }
@@ -108,11 +111,12 @@ fn prepare_exec(config: &SandboxConfig) -> std::io::Result<Exec> {
 }
 
 /// In the code's process: lower rlimits, drop privileges for good, install the seccomp
-/// filter last, exec. Returns only on failure.
+/// filter last, then exec the interpreter (or run the zygote's). Returns only on failure.
 fn start_code(
     config: &SandboxConfig,
     policy: &Policy,
     exec: &Exec,
+    start: CodeStart<'_>,
     errors_fd: i32,
 ) -> std::io::Error {
     let setup = || -> std::io::Result<()> {
@@ -143,5 +147,16 @@ fn start_code(
     if let Err(err) = setup() {
         return err;
     }
-    isolation::exec(&exec.program, &exec.argv, &exec.envp)
+    match start {
+        CodeStart::Exec => isolation::exec(&exec.program, &exec.argv, &exec.envp),
+        CodeStart::Embedded(python) => {
+            // The equivalent of a successful exec: the setup-error channel closes here.
+            sys::close_fd(errors_fd);
+            isolation::exit_now(super::zygote::run_code(
+                python,
+                &config.program,
+                &config.args,
+            ))
+        }
+    }
 }

@@ -19,6 +19,7 @@
 mod init;
 mod root;
 pub mod seccomp;
+pub mod zygote;
 
 use std::fs::File;
 use std::io::Read;
@@ -80,12 +81,29 @@ pub struct SandboxConfig {
     pub sample_interval_ms: Option<u64>,
 }
 
+/// How the code's process starts the interpreter once it is locked down.
+#[derive(Clone, Copy)]
+pub(crate) enum CodeStart<'a> {
+    /// `execve` of the configured program (a cold start).
+    Exec,
+    /// Runs the runner in the interpreter this process inherited from the zygote.
+    Embedded(&'a crate::sys::embed::EmbeddedPython),
+}
+
 /// Entry point of `code-exec __sandbox` (config on fd 6).
 pub fn main(config_json: &str) -> i32 {
     let Some(status) = StatusChannel::take() else {
         return 101;
     };
-    match run(config_json, &status) {
+    let prepared = serde_json::from_str::<SandboxConfig>(config_json)
+        .map_err(|e| format!("bad sandbox config: {e}"))
+        .and_then(|config| {
+            let policy = seccomp::Policy::build().map_err(|e| e.to_string())?;
+            Ok((config, policy))
+        });
+    let result =
+        prepared.and_then(|(config, policy)| run(&config, &policy, &status, CodeStart::Exec));
+    match result {
         Ok(()) => 0,
         Err(message) => {
             status.send(&SupervisorEvent::Failed { message });
@@ -94,14 +112,35 @@ pub fn main(config_json: &str) -> i32 {
     }
 }
 
-fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
-    let config: SandboxConfig =
-        serde_json::from_str(config_json).map_err(|e| format!("bad sandbox config: {e}"))?;
+/// The helper's work in a process forked by the zygote, whose fds are already in place and
+/// whose seccomp policy was compiled once, in the zygote.
+pub(crate) fn run_forked(
+    config: &SandboxConfig,
+    policy: &seccomp::Policy,
+    start: CodeStart<'_>,
+) -> i32 {
+    let Some(status) = StatusChannel::take() else {
+        return 101;
+    };
+    match run(config, policy, &status, start) {
+        Ok(()) => 0,
+        Err(message) => {
+            status.send(&SupervisorEvent::Failed { message });
+            102
+        }
+    }
+}
+
+fn run(
+    config: &SandboxConfig,
+    policy: &seccomp::Policy,
+    status: &StatusChannel,
+    start: CodeStart<'_>,
+) -> Result<(), String> {
     let control =
         sys::take_inherited_fd(CONTROL_FD).map_err(|e| format!("control channel missing: {e}"))?;
     let code = std::fs::read(&config.code_file)
         .map_err(|e| format!("cannot read {}: {e}", config.code_file.display()))?;
-    let policy = seccomp::Policy::build().map_err(|e| e.to_string())?;
     let pipe = |what: &str| std::io::pipe().map_err(|e| format!("pipe for {what}: {e}"));
     let (go_r, mut go_w) = pipe("start")?;
     let (mut exit_r, exit_w) = pipe("exit status")?;
@@ -124,7 +163,7 @@ fn run(config_json: &str, status: &StatusChannel) -> Result<(), String> {
                 err_w.as_raw_fd(),
             ];
             sys::close_fds_except(&keep);
-            let code = init::run(&config, &code, &policy, go_r, exit_w, err_w);
+            let code = init::run(config, &code, policy, start, go_r, exit_w, err_w);
             isolation::exit_now(code)
         }
         Forked::Parent(pid) => pid,

@@ -47,6 +47,12 @@ impl ChildSetup {
         }
     }
 
+    /// Applies the setup to this very process: for a child forked without `Command` (the
+    /// zygote's helpers). Same calls as the pre-exec hook.
+    pub fn apply_here(&self) -> io::Result<()> {
+        self.run_in_child()
+    }
+
     fn run_in_child(&self) -> io::Result<()> {
         for &(source, target) in &self.fds {
             // SAFETY: dup2 on fds this process holds; no memory is touched.
@@ -91,6 +97,12 @@ pub fn close_from(first: u32) {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// Closes one fd this process holds by number (not through an owner).
+pub fn close_fd(fd: RawFd) {
+    // SAFETY: close takes no pointers; the caller names an fd nothing else will use.
+    unsafe { libc::close(fd) };
 }
 
 /// Closes every fd except those in `keep`.

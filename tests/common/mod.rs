@@ -233,6 +233,16 @@ pub fn cgroups_available() -> bool {
     code_execution_tool::cgroup::CgroupDriver::detect().is_ok()
 }
 
+/// `["--zygote"]` when CODE_EXEC_TEST_ZYGOTE=1: the native suite then runs through the zygote
+/// (the library's default path) instead of cold one-shot runs.
+pub fn zygote_args() -> &'static [&'static str] {
+    if std::env::var("CODE_EXEC_TEST_ZYGOTE").as_deref() == Ok("1") {
+        &["--zygote"]
+    } else {
+        &[]
+    }
+}
+
 /// `code-exec run --json --sandbox native -c CODE EXTRA...`.
 pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
     let mut args = vec!["--sandbox", "native"];
@@ -244,6 +254,7 @@ pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
     {
         args.push("--warm");
     }
+    args.extend_from_slice(zygote_args());
     args.extend_from_slice(extra);
     run_code(code, &args)
 }
