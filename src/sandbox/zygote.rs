@@ -212,14 +212,12 @@ pub(crate) fn run_code(python: &EmbeddedPython, program: &Path, args: &[String])
     };
     // JSON string lists are Python list literals. `site` runs here, inside the sandbox, as it
     // runs at a cold interpreter's start-up.
-    let source = format!(
-        "sys.argv = {argv}\nsys.orig_argv = {orig}\nsite.main()\n\
-         exec(_code_exec_runner, {{'__name__': '__main__'}})\n"
-    );
+    let source = format!("sys.argv = {argv}\nsys.orig_argv = {orig}\nsite.main()\n");
     let Ok(source) = CString::new(source) else {
         return 1;
     };
-    let ran = python.run(&source);
+    // The runner then runs as `-c` code runs: in __main__, at the bottom of the stack.
+    let ran = python.run(&source) && python.run_compiled(c"_code_exec_runner");
     let flushed = python.finalize();
     match (ran, flushed) {
         (false, _) => 1,

@@ -13,6 +13,12 @@ pub struct EmbeddedPython {
     after_fork_child: unsafe extern "C" fn(),
     run_simple: unsafe extern "C" fn(*const c_char, *mut c_void) -> c_int,
     finalize: unsafe extern "C" fn() -> c_int,
+    add_module: unsafe extern "C" fn(*const c_char) -> *mut c_void,
+    module_dict: unsafe extern "C" fn(*mut c_void) -> *mut c_void,
+    dict_item: unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void,
+    eval_code: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> *mut c_void,
+    print_error: unsafe extern "C" fn(),
+    decref: unsafe extern "C" fn(*mut c_void),
     version: String,
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -112,6 +118,7 @@ impl EmbeddedPython {
         if wide.is_null() {
             return Err("cannot decode the interpreter path".into());
         }
+        forget_runtime_signal_handlers();
         // SAFETY: `wide` is a valid wide string that is never freed; both calls happen once, on
         // this thread, before any other use of the C API.
         unsafe {
@@ -132,6 +139,28 @@ impl EmbeddedPython {
                 unsafe extern "C" fn(*const c_char, *mut c_void) -> c_int
             ),
             finalize: function!(lib, "Py_FinalizeEx", unsafe extern "C" fn() -> c_int),
+            add_module: function!(
+                lib,
+                "PyImport_AddModule",
+                unsafe extern "C" fn(*const c_char) -> *mut c_void
+            ),
+            module_dict: function!(
+                lib,
+                "PyModule_GetDict",
+                unsafe extern "C" fn(*mut c_void) -> *mut c_void
+            ),
+            dict_item: function!(
+                lib,
+                "PyDict_GetItemString",
+                unsafe extern "C" fn(*mut c_void, *const c_char) -> *mut c_void
+            ),
+            eval_code: function!(
+                lib,
+                "PyEval_EvalCode",
+                unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> *mut c_void
+            ),
+            print_error: function!(lib, "PyErr_Print", unsafe extern "C" fn()),
+            decref: function!(lib, "Py_DecRef", unsafe extern "C" fn(*mut c_void)),
             version,
             _not_send: std::marker::PhantomData,
         })
@@ -150,6 +179,34 @@ impl EmbeddedPython {
         unsafe { (self.run_simple)(source.as_ptr(), std::ptr::null_mut()) == 0 }
     }
 
+    /// Evaluates the code object bound to `name` in `__main__`, with `__main__`'s namespace,
+    /// exactly as `python3 -c` evaluates its code (same frames, same exception handling:
+    /// `SystemExit` ends the process). False when it raised or is missing.
+    pub fn run_compiled(&self, name: &CStr) -> bool {
+        // SAFETY: initialized interpreter, GIL held by this only thread. AddModule, GetDict and
+        // GetItemString return borrowed references (or NULL, checked); EvalCode returns a new
+        // reference (released) or NULL with an exception set, which PyErr_Print reports.
+        unsafe {
+            let main = (self.add_module)(c"__main__".as_ptr());
+            if main.is_null() {
+                (self.print_error)();
+                return false;
+            }
+            let globals = (self.module_dict)(main);
+            let code = (self.dict_item)(globals, name.as_ptr());
+            if code.is_null() {
+                return false;
+            }
+            let result = (self.eval_code)(code, globals, globals);
+            if result.is_null() {
+                (self.print_error)();
+                return false;
+            }
+            (self.decref)(result);
+            true
+        }
+    }
+
     /// Call before forking a process that will run Python code (or whose descendants will).
     pub fn before_fork(&self) {
         // SAFETY: initialized interpreter, GIL held by this (only) thread.
@@ -162,21 +219,8 @@ impl EmbeddedPython {
         unsafe { (self.after_fork_parent)() }
     }
 
-    /// Call first in the descendant that runs Python code: also undoes what our own runtime
-    /// set up in the zygote and an `execve` would have reset (the stack-overflow handlers on
-    /// SIGSEGV and SIGBUS and their alternate stack), so faults look as in a fresh interpreter.
+    /// Call first in the descendant that runs Python code.
     pub fn after_fork_child(&self) {
-        for signal in [libc::SIGSEGV, libc::SIGBUS] {
-            // SAFETY: restoring the default disposition takes no pointers from us.
-            unsafe { libc::signal(signal, libc::SIG_DFL) };
-        }
-        let disable = libc::stack_t {
-            ss_sp: std::ptr::null_mut(),
-            ss_flags: libc::SS_DISABLE,
-            ss_size: 0,
-        };
-        // SAFETY: sigaltstack reads the stack_t we own; SS_DISABLE ignores the other fields.
-        unsafe { libc::sigaltstack(&disable, std::ptr::null_mut()) };
         // SAFETY: this process descends from one that called `before_fork` and has one thread.
         unsafe { (self.after_fork_child)() }
     }
@@ -187,4 +231,22 @@ impl EmbeddedPython {
         // SAFETY: initialized interpreter, GIL held; nothing uses it afterwards.
         unsafe { (self.finalize)() == 0 }
     }
+}
+
+/// Undoes what our own runtime set up at start and an `execve` would reset — the stack-overflow
+/// handlers on SIGSEGV and SIGBUS and their alternate stack — before the interpreter records
+/// the dispositions it starts with, so that its `signal` module and its faults look as in a
+/// fresh `python3`.
+fn forget_runtime_signal_handlers() {
+    for signal in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: restoring the default disposition takes no pointers from us.
+        unsafe { libc::signal(signal, libc::SIG_DFL) };
+    }
+    let disable = libc::stack_t {
+        ss_sp: std::ptr::null_mut(),
+        ss_flags: libc::SS_DISABLE,
+        ss_size: 0,
+    };
+    // SAFETY: sigaltstack reads the stack_t we own; SS_DISABLE ignores the other fields.
+    unsafe { libc::sigaltstack(&disable, std::ptr::null_mut()) };
 }

@@ -1,0 +1,216 @@
+//! The zygote, the library's default path for native runs: it is really used where the host
+//! allows one, a run forked from it behaves as a cold run (same interpreter state, streams,
+//! signals, exit statuses, finalization), a dead zygote is replaced without losing a run, and
+//! it ends with its tool. The attack suite runs through it too (CODE_EXEC_TEST_ZYGOTE=1).
+
+#[macro_use]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use code_execution_tool::{CodeExecutionTool, ExecutionResult, ZygoteMode};
+use common::*;
+
+/// The tests count this process's zygotes: one test at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serialized() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn tool(mode: ZygoteMode) -> CodeExecutionTool {
+    CodeExecutionTool::builder()
+        .supervisor(bin())
+        .zygote(mode)
+        .build()
+        .expect("native tool (see code-exec doctor)")
+}
+
+/// Processes whose parent is this test process and whose command line is a zygote's.
+fn our_zygotes() -> Vec<u32> {
+    let me = std::process::id();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let fields: Vec<&str> = stat
+            .rfind(')')
+            .map(|i| stat[i + 1..].split_whitespace().collect())
+            .unwrap_or_default();
+        let parent = fields.get(1).and_then(|p| p.parse::<u32>().ok());
+        let alive = fields.first() != Some(&"Z");
+        if parent == Some(me) && alive && String::from_utf8_lossy(&cmdline).contains("__zygote") {
+            found.push(pid);
+        }
+    }
+    found
+}
+
+/// The zygote must be there where CI runs; elsewhere its absence skips, loudly.
+fn zygote_or_skip(tool: &CodeExecutionTool, test: &str) -> bool {
+    match tool.zygote_status() {
+        Ok(_) => true,
+        Err(why) if std::env::var("CI").as_deref() != Ok("true") => {
+            eprintln!("SKIPPED {test}: no zygote on this host ({why})");
+            false
+        }
+        Err(why) => panic!("{test}: no zygote under CI=true: {why}"),
+    }
+}
+
+/// What a caller sees of a run, minus the clocks.
+fn seen(r: &ExecutionResult) -> String {
+    format!(
+        "success={} exit={:?} signal={:?} error_type={:?} error={:?}\n--stdout--\n{}\n--stderr--\n{}",
+        r.success, r.exit_code, r.signal, r.error_type, r.error, r.output, r.stderr
+    )
+}
+
+/// Programs whose every visible effect must be the same forked from the zygote as cold.
+const SAME_AS_COLD: &[&str] = &[
+    "import sys, os\nprint(sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix)\nprint(sys.path)\nprint(sys.argv, sys.orig_argv[1:4], sys.orig_argv[5:])\nprint(sorted(os.environ.items()))",
+    // Every flag but no_site: the zygote starts without site (it runs inside the sandbox).
+    "import sys\nprint({k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith('_') and k not in ('no_site', 'count', 'index')})",
+    "print(exit, quit, type(copyright).__name__, type(help).__name__, __name__, __file__)",
+    "import sys, locale\nprint(sys.stdout.encoding, sys.stdout.line_buffering, sys.stdout.write_through, sys.stdin.encoding, sys.stderr.errors, sys.getfilesystemencoding(), locale.getpreferredencoding())",
+    "import signal\nprint([signal.getsignal(s) for s in (signal.SIGINT, signal.SIGPIPE, signal.SIGSEGV, signal.SIGBUS, signal.SIGTERM, signal.SIGXFSZ, signal.SIGCHLD)])\nprint(signal.pthread_sigmask(signal.SIG_BLOCK, []))",
+    "import os\nprint(sorted(os.listdir('/proc/self/fd')), os.getuid(), os.getgid(), os.getpid(), os.getppid(), os.getcwd(), os.getpgrp() == os.getpid(), os.getsid(0) == os.getpid())",
+    "import resource\nprint([resource.getrlimit(r) for r in (resource.RLIMIT_CORE, resource.RLIMIT_NOFILE, resource.RLIMIT_MEMLOCK, resource.RLIMIT_FSIZE, resource.RLIMIT_STACK)])",
+    "import os\nfor line in open('/proc/self/status'):\n    if line.split(':')[0] in ('CapEff', 'CapPrm', 'CapBnd', 'NoNewPrivs', 'Seccomp', 'Seccomp_filters'): print(line.strip())",
+    "print('partial', end='')\nraise SystemExit(3)",
+    "import sys\nsys.exit('bye')",
+    "def f():\n    1/0\nf()",
+    "import os\nos.kill(os.getpid(), 9)",
+    "import ctypes\nctypes.string_at(0)",
+    "def r(): r()\nr()",
+    "import threading, time\ndef late():\n    time.sleep(0.05)\n    print('thread done')\nthreading.Thread(target=late).start()\nprint('main done')",
+    "import atexit\natexit.register(print, 'at exit')\nclass A:\n    def __del__(self):\n        print('finalized')\na = A()\nprint('body')",
+    "import sys\nsys.stdout.write('x' * 200000)\nsys.stderr.write('e' * 1000)",
+    "import json, sqlite3, decimal, subprocess\nprint(json.dumps({'a': 1}), sqlite3.sqlite_version_info >= (3,), decimal.Decimal('1.1') + 1)\nprint(subprocess.run(['/bin/echo', 'child'], capture_output=True, text=True).stdout)",
+    "import multiprocessing as mp\nif __name__ == '__main__':\n    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2, 3]))",
+    "x = input()\nprint(x[::-1])",
+];
+
+native_test!(runs_forked_from_the_zygote_behave_as_cold_runs, {
+    let _serial = serialized();
+    let warm = tool(ZygoteMode::Auto);
+    if !zygote_or_skip(&warm, "runs_forked_from_the_zygote_behave_as_cold_runs") {
+        return;
+    }
+    let cold = tool(ZygoteMode::Off);
+    assert_eq!(cold.zygote_status(), Err("off".into()));
+    for code in SAME_AS_COLD {
+        let stdin = b"hello".as_slice();
+        let a = warm.run(code.as_bytes(), Some(stdin), None).unwrap();
+        let b = cold.run(code.as_bytes(), Some(stdin), None).unwrap();
+        assert_eq!(seen(&a), seen(&b), "zygote vs cold differ for:\n{code}");
+    }
+    assert_host_clean("never-a-tag-of-this-test");
+});
+
+native_test!(
+    the_library_forks_runs_from_a_zygote_and_reaps_its_helpers,
+    {
+        let _serial = serialized();
+        let tool = tool(ZygoteMode::Auto);
+        if !zygote_or_skip(
+            &tool,
+            "the_library_forks_runs_from_a_zygote_and_reaps_its_helpers",
+        ) {
+            return;
+        }
+        let zygotes = our_zygotes();
+        assert_eq!(zygotes.len(), 1, "one zygote per tool: {zygotes:?}");
+        for i in 0..10 {
+            let r = tool.execute(&format!("print({i})")).unwrap();
+            assert_eq!(r.output, format!("{i}\n"), "{r:?}");
+        }
+        // Its helpers are its children: it reaps them (no zombie piles up under it).
+        let zygote = zygotes[0];
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            let children =
+                std::fs::read_to_string(format!("/proc/{zygote}/task/{zygote}/children"))
+                    .unwrap_or_default();
+            if children.trim().is_empty() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the zygote keeps children: {children}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        drop(tool);
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while !our_zygotes().is_empty() {
+            assert!(
+                Instant::now() < deadline,
+                "the zygote outlived its tool: {:?}",
+                our_zygotes()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_host_clean("never-a-tag-of-this-test");
+    }
+);
+
+native_test!(a_dead_zygote_is_replaced_without_losing_a_run, {
+    let _serial = serialized();
+    let tool = tool(ZygoteMode::Auto);
+    if !zygote_or_skip(&tool, "a_dead_zygote_is_replaced_without_losing_a_run") {
+        return;
+    }
+    let before = our_zygotes();
+    assert_eq!(before.len(), 1, "{before:?}");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &before[0].to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    std::thread::sleep(Duration::from_millis(50));
+    let r = tool.execute("print('still here')").unwrap();
+    assert!(r.success, "{r:?}");
+    assert_eq!(r.output, "still here\n");
+    assert!(tool.zygote_status().is_ok(), "{:?}", tool.zygote_status());
+    let after = our_zygotes();
+    assert_eq!(after.len(), 1, "{after:?}");
+    assert_ne!(after, before, "a new zygote");
+    assert_host_clean("never-a-tag-of-this-test");
+});
+
+#[test]
+fn required_mode_fails_to_build_where_no_zygote_can_start() {
+    let _serial = serialized();
+    // A venv-less interpreter copied where no libpython sits beside it, and not under /usr.
+    let dir = tempfile::tempdir().unwrap();
+    let python = code_execution_tool::Interpreter::discover().expect("python3");
+    let bin_dir = dir.path().join("bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let copy = bin_dir.join(format!("python{}", python.version()));
+    std::fs::copy(python.path(), &copy).unwrap();
+    let built = CodeExecutionTool::builder()
+        .supervisor(bin())
+        .python(&copy)
+        .zygote(ZygoteMode::Required);
+    match built.build() {
+        Err(e) => assert!(e.to_string().contains("no zygote"), "{e}"),
+        Ok(tool) => panic!(
+            "a zygote started without a libpython: {:?}",
+            tool.zygote_status()
+        ),
+    }
+    // Auto builds anyway and says why runs start cold.
+    let tool = CodeExecutionTool::builder()
+        .supervisor(bin())
+        .python(&copy)
+        .zygote(ZygoteMode::Auto)
+        .build();
+    if let Ok(tool) = tool {
+        let why = tool.zygote_status().unwrap_err();
+        assert!(why.contains("libpython"), "{why}");
+    }
+}
