@@ -4,6 +4,8 @@
 //!     cargo bench --bench startup            (BENCH_PAIRS=N to change the number of rounds)
 //!
 //! Prints median wall times, the median of per-round ratios, and throughput with 2 in parallel.
+//! `native (library)` is the library's default (runs forked from the zygote); `native, cold`
+//! starts a fresh helper and interpreter per run (ZygoteMode::Off, as the CLI does).
 
 mod common;
 
@@ -11,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::{median, time_command};
 
-use code_execution_tool::{BackendKind, CodeExecutionTool};
+use code_execution_tool::{BackendKind, CodeExecutionTool, ZygoteMode};
 
 const BIN: &str = env!("CARGO_BIN_EXE_code-exec");
 
@@ -48,15 +50,30 @@ struct Series {
 }
 
 fn main() {
-    let build = |kind| {
+    let build = |kind, zygote| {
         CodeExecutionTool::builder()
             .backend(kind)
             .supervisor(BIN)
+            .zygote(zygote)
             .build()
             .expect("tool (for native: see code-exec doctor)")
     };
-    let none = build(BackendKind::None);
-    let native = build(BackendKind::Native);
+    let none = build(BackendKind::None, ZygoteMode::Off);
+    // The library's default: runs forked from the zygote where the host allows one.
+    let native = build(BackendKind::Native, ZygoteMode::Auto);
+    let cold = build(BackendKind::Native, ZygoteMode::Off);
+    match native.zygote_status() {
+        Ok(z) => println!(
+            "zygote: {} (site run {})",
+            z.library.display(),
+            if z.site_in_zygote {
+                "in the zygote"
+            } else {
+                "in each run"
+            }
+        ),
+        Err(why) => println!("zygote: none ({why}): the library's native runs start cold"),
+    }
     let python = code_execution_tool::Interpreter::discover().expect("python3");
     let python = python.path().to_str().unwrap().to_owned();
     let pairs: usize = std::env::var("BENCH_PAIRS")
@@ -68,7 +85,7 @@ fn main() {
         let python = python.clone();
         move || time_command(&python, &["-I", "-c", "print(1)"])
     };
-    let (none_lib, native_lib) = (none.clone(), native.clone());
+    let (none_lib, native_lib, cold_lib) = (none.clone(), native.clone(), cold.clone());
     let mut series = vec![
         Series {
             name: "none backend (library)",
@@ -85,6 +102,12 @@ fn main() {
         Series {
             name: "native (library)",
             run: Box::new(move || time_tool(&native_lib)),
+            times: vec![],
+            ratios: vec![],
+        },
+        Series {
+            name: "native, cold (library)",
+            run: Box::new(move || time_tool(&cold_lib)),
             times: vec![],
             ratios: vec![],
         },
@@ -135,6 +158,9 @@ fn main() {
     let native_tp = throughput(2, window, || {
         time_tool(&native);
     });
+    let cold_tp = throughput(2, window, || {
+        time_tool(&cold);
+    });
     println!("throughput, 2 in parallel for {} s:", window.as_secs());
     println!("  bare python3 -I -c       {bare_tp:6.1}/s");
     println!(
@@ -144,5 +170,9 @@ fn main() {
     println!(
         "  native (library)         {native_tp:6.1}/s   ratio {:.2}x",
         native_tp / bare_tp
+    );
+    println!(
+        "  native, cold (library)   {cold_tp:6.1}/s   ratio {:.2}x",
+        cold_tp / bare_tp
     );
 }

@@ -25,7 +25,7 @@ mod sys;
 mod token;
 pub mod tool;
 
-pub use backend::native::ZygoteMode;
+pub use backend::native::{ZygoteInfo, ZygoteMode};
 pub use backend::{
     Backend, BackendKind, Cancel, Enforced, Enforcement, ExecutionRequest, SandboxUsage,
 };

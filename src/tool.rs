@@ -10,7 +10,7 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
-use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool, ZygoteMode};
+use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool, ZygoteInfo, ZygoteMode};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -307,9 +307,9 @@ impl CodeExecutionTool {
         &self.limits
     }
 
-    /// Whether native runs fork from a zygote: `Ok(libpython)`, or why not (`"off"`, or what
-    /// kept it from starting). An error for other backends.
-    pub fn zygote_status(&self) -> Result<PathBuf, String> {
+    /// Whether native runs fork from a zygote (and which), or why not (`"off"`, or what kept
+    /// it from starting). An error for other backends.
+    pub fn zygote_status(&self) -> Result<ZygoteInfo, String> {
         match &self.native {
             Some(native) => native.zygote_status(),
             None => Err("not the native backend".into()),

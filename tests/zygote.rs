@@ -6,6 +6,7 @@
 #[macro_use]
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use code_execution_tool::{CodeExecutionTool, ExecutionResult, ZygoteMode};
@@ -72,7 +73,7 @@ fn seen(r: &ExecutionResult) -> String {
 /// Programs whose every visible effect must be the same forked from the zygote as cold.
 const SAME_AS_COLD: &[&str] = &[
     "import sys, os\nprint(sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix)\nprint(sys.path)\nprint(sys.argv, sys.orig_argv[1:4], sys.orig_argv[5:])\nprint(sorted(os.environ.items()))",
-    // Every flag but no_site: the zygote starts without site (it runs inside the sandbox).
+    // Every flag but no_site (see below).
     "import sys\nprint({k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith('_') and k not in ('no_site', 'count', 'index')})",
     "print(exit, quit, type(copyright).__name__, type(help).__name__, __name__, __file__)",
     "import sys, locale\nprint(sys.stdout.encoding, sys.stdout.line_buffering, sys.stdout.write_through, sys.stdin.encoding, sys.stderr.errors, sys.getfilesystemencoding(), locale.getpreferredencoding())",
@@ -102,6 +103,13 @@ native_test!(runs_forked_from_the_zygote_behave_as_cold_runs, {
     }
     let cold = tool(ZygoteMode::Off);
     assert_eq!(cold.zygote_status(), Err("off".into()));
+    // sys.flags.no_site is the one visible difference, and only when site runs in each run
+    // (inside the sandbox) rather than in the zygote: the interpreter then started without it.
+    let site_in_zygote = warm.zygote_status().unwrap().site_in_zygote;
+    let no_site = "import sys\nprint(sys.flags.no_site)";
+    let expected = if site_in_zygote { "0\n" } else { "1\n" };
+    assert_eq!(warm.execute(no_site).unwrap().output, expected);
+    assert_eq!(cold.execute(no_site).unwrap().output, "0\n");
     for code in SAME_AS_COLD {
         let stdin = b"hello".as_slice();
         let a = warm.run(code.as_bytes(), Some(stdin), None).unwrap();
@@ -213,4 +221,68 @@ fn required_mode_fails_to_build_where_no_zygote_can_start() {
         let why = tool.zygote_status().unwrap_err();
         assert!(why.contains("libpython"), "{why}");
     }
+}
+
+native_test!(
+    site_of_an_untrusted_environment_runs_only_inside_the_sandbox,
+    {
+        let _serial = serialized();
+        // A virtual environment anyone may write to, with a .pth file that leaves a mark where it
+        // runs: it must run in each sandbox (private /tmp), never in the zygote on the host.
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        let python = code_execution_tool::Interpreter::discover().expect("python3");
+        let made = std::process::Command::new(python.path())
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let version = python.version();
+        let site = venv.join(format!(
+            "lib/python{}.{}/site-packages",
+            version.major, version.minor
+        ));
+        let mark = format!("/tmp/code-exec-pth-mark-{}", std::process::id());
+        std::fs::write(
+            site.join("mark.pth"),
+            format!("import os; open({mark:?}, 'w').close()\n"),
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let tool = CodeExecutionTool::builder()
+            .supervisor(bin())
+            .python(venv.join("bin/python"))
+            .zygote(ZygoteMode::Auto)
+            .build()
+            .unwrap();
+        if !zygote_or_skip(
+            &tool,
+            "site_of_an_untrusted_environment_runs_only_inside_the_sandbox",
+        ) {
+            return;
+        }
+        assert!(!tool.zygote_status().unwrap().site_in_zygote);
+        let r = tool
+            .execute(&format!(
+                "import os, sys\nprint(os.path.exists({mark:?}), sys.prefix == {:?})",
+                venv.to_string_lossy()
+            ))
+            .unwrap();
+        assert_eq!(r.output, "True True\n", "{r:?}");
+        assert!(
+            !Path::new(&mark).exists(),
+            "the environment's .pth ran on the host"
+        );
+        // The system interpreter's own directories belong to root: its site runs in the zygote.
+        assert!(tool_site_trusted_for_system_python());
+    }
+);
+
+fn tool_site_trusted_for_system_python() -> bool {
+    tool(ZygoteMode::Auto)
+        .zygote_status()
+        .map(|z| z.site_in_zygote)
+        .unwrap_or(false)
 }

@@ -83,6 +83,16 @@ pub enum ZygoteMode {
     Required,
 }
 
+/// The zygote native runs fork from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ZygoteInfo {
+    /// The shared libpython it runs.
+    pub library: PathBuf,
+    /// Whether `site` ran in it (everything `site` reads is owned by root or this user and
+    /// writable by nobody else); otherwise each run runs `site` inside its sandbox.
+    pub site_in_zygote: bool,
+}
+
 #[derive(Debug)]
 enum ZygoteState {
     Off,
@@ -142,10 +152,13 @@ impl NativeBackend {
         Ok(())
     }
 
-    /// How runs start: `Ok(libpython)` when they fork from a zygote, else why not.
-    pub fn zygote_status(&self) -> Result<PathBuf, String> {
+    /// How runs start: forked from a zygote (which one), else why not.
+    pub fn zygote_status(&self) -> Result<ZygoteInfo, String> {
         match &*lock(&self.zygote) {
-            ZygoteState::Running(zygote) => Ok(zygote.library().to_owned()),
+            ZygoteState::Running(zygote) => Ok(ZygoteInfo {
+                library: zygote.library().to_owned(),
+                site_in_zygote: zygote.site_in_zygote(),
+            }),
             ZygoteState::Off => Err("off".into()),
             ZygoteState::Unavailable(why) => Err(why.clone()),
         }

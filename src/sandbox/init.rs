@@ -149,13 +149,14 @@ fn start_code(
     }
     match start {
         CodeStart::Exec => isolation::exec(&exec.program, &exec.argv, &exec.envp),
-        CodeStart::Embedded(python) => {
+        CodeStart::Embedded { python, site_done } => {
             // The equivalent of a successful exec: the setup-error channel closes here.
             sys::close_fd(errors_fd);
             isolation::exit_now(super::zygote::run_code(
                 python,
                 &config.program,
                 &config.args,
+                site_done,
             ))
         }
     }

@@ -86,8 +86,12 @@ pub struct SandboxConfig {
 pub(crate) enum CodeStart<'a> {
     /// `execve` of the configured program (a cold start).
     Exec,
-    /// Runs the runner in the interpreter this process inherited from the zygote.
-    Embedded(&'a crate::sys::embed::EmbeddedPython),
+    /// Runs the runner in the interpreter this process inherited from the zygote (which ran
+    /// `site` already, or left it to the run).
+    Embedded {
+        python: &'a crate::sys::embed::EmbeddedPython,
+        site_done: bool,
+    },
 }
 
 /// Entry point of `code-exec __sandbox` (config on fd 6).

@@ -50,13 +50,21 @@ struct ZygoteConfig {
     version: String,
     /// The zygote's environment, which must be the runs' (`os.environ` is read at start-up).
     env: Vec<(String, String)>,
+    /// Whether `site` runs in the zygote (every file it reads is as trusted as the interpreter
+    /// itself, see [`site_is_trusted`]), or in each run, inside the sandbox.
+    site_in_zygote: bool,
 }
 
 /// Runs once in the zygote, after the interpreter's core start-up: compiles the runner and
 /// imports the stdlib modules every run needs (none reads site-packages or holds random state).
 fn prepare_source() -> String {
     let runner = serde_json::to_string(RUNNER).unwrap_or_default();
-    format!("import os, sys, site\n_code_exec_runner = compile({runner}, '<string>', 'exec')\n")
+    // gc.freeze: the collector then never walks (and so never copies) the zygote's objects
+    // in the forked runs.
+    format!(
+        "import os, sys, site, gc\n_code_exec_runner = compile({runner}, '<string>', 'exec')\n\
+         gc.freeze()\n"
+    )
 }
 
 /// Entry point of `code-exec __zygote`.
@@ -75,10 +83,11 @@ pub fn main(config_json: &str) -> i32 {
         Ok(config) => config,
         Err(e) => return fail(format!("bad zygote config: {e}")),
     };
-    let python = match EmbeddedPython::initialize(&config.library, &config.program) {
-        Ok(python) => python,
-        Err(e) => return fail(e),
-    };
+    let python =
+        match EmbeddedPython::initialize(&config.library, &config.program, config.site_in_zygote) {
+            Ok(python) => python,
+            Err(e) => return fail(e),
+        };
     let release = python.version().split_whitespace().next().unwrap_or("");
     if release != config.version {
         return fail(format!(
@@ -171,7 +180,10 @@ fn fork_helper(
         new_process_group: false,
     };
     let start = if embeddable(&config, zygote) {
-        CodeStart::Embedded(python)
+        CodeStart::Embedded {
+            python,
+            site_done: zygote.site_in_zygote,
+        }
     } else {
         CodeStart::Exec
     };
@@ -199,7 +211,12 @@ fn fork_helper(
 
 /// In the code's process (locked down, about to run user code): what `execve` of
 /// `program args...` would have done, in the inherited interpreter. Returns the exit status.
-pub(crate) fn run_code(python: &EmbeddedPython, program: &Path, args: &[String]) -> i32 {
+pub(crate) fn run_code(
+    python: &EmbeddedPython,
+    program: &Path,
+    args: &[String],
+    site_in_zygote: bool,
+) -> i32 {
     python.after_fork_child();
     let argv: Vec<&str> = std::iter::once("-c")
         .chain(args[4..].iter().map(String::as_str))
@@ -212,7 +229,8 @@ pub(crate) fn run_code(python: &EmbeddedPython, program: &Path, args: &[String])
     };
     // JSON string lists are Python list literals. `site` runs here, inside the sandbox, as it
     // runs at a cold interpreter's start-up.
-    let source = format!("sys.argv = {argv}\nsys.orig_argv = {orig}\nsite.main()\n");
+    let site = if site_in_zygote { "" } else { "site.main()\n" };
+    let source = format!("sys.argv = {argv}\nsys.orig_argv = {orig}\n{site}");
     let Ok(source) = CString::new(source) else {
         return 1;
     };
@@ -232,6 +250,7 @@ pub struct Zygote {
     socket: Mutex<OwnedFd>,
     process: Mutex<Child>,
     library: PathBuf,
+    site_in_zygote: bool,
 }
 
 /// A helper forked by the zygote: not this process's child, so it is watched through its pidfd.
@@ -252,11 +271,13 @@ impl Zygote {
                 interpreter.path().display()
             )
         })?;
+        let (version, site_dirs) = describe(interpreter)?;
         let config = ZygoteConfig {
             program: interpreter.program().to_owned(),
-            version: release_of(interpreter.program())?,
+            version,
             library: library.clone(),
             env: code_environment(WORK_DIR, "/tmp"),
+            site_in_zygote: site_is_trusted(interpreter, &site_dirs).is_ok(),
         };
         let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
         let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(|e| e.to_string())?;
@@ -308,12 +329,18 @@ impl Zygote {
             socket: Mutex::new(host_end),
             process: Mutex::new(child),
             library,
+            site_in_zygote: config.site_in_zygote,
         })
     }
 
     /// The libpython the zygote runs.
     pub fn library(&self) -> &Path {
         &self.library
+    }
+
+    /// Whether `site` ran in the zygote (else each run runs it, inside its sandbox).
+    pub fn site_in_zygote(&self) -> bool {
+        self.site_in_zygote
     }
 
     /// Has the zygote fork a helper for one run with its six fds (see the module comment).
@@ -356,27 +383,6 @@ impl Drop for Zygote {
     }
 }
 
-/// `sys.version.split()[0]` of the interpreter, asked once.
-fn release_of(program: &Path) -> Result<String, String> {
-    let out = Command::new(program)
-        .args([
-            "-I",
-            "-S",
-            "-c",
-            "import sys; print(sys.version.split()[0])",
-        ])
-        .env_clear()
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-    if !out.status.success() || text.is_empty() {
-        return Err(format!("{} did not say its version", program.display()));
-    }
-    Ok(text)
-}
-
 /// The shared libpython of the interpreter's installation: beside it in `<prefix>/lib` (a
 /// `--enable-shared` build), or in the multiarch directory of a distribution's `/usr`.
 fn find_libpython(interpreter: &Interpreter) -> Option<PathBuf> {
@@ -388,4 +394,73 @@ fn find_libpython(interpreter: &Interpreter) -> Option<PathBuf> {
     ]
     .into_iter()
     .find(|candidate| candidate.is_file())
+}
+
+/// Whether `site` may run in the zygote, outside any sandbox: only if everything it reads —
+/// the directories on the interpreter's path and its site directories, the `.pth` files and
+/// `sitecustomize`/`usercustomize` modules in them, a virtual environment's `pyvenv.cfg` —
+/// belongs to root or to this user and is writable by nobody else, i.e. is as trusted as the
+/// interpreter the host runs anyway. Otherwise each run runs `site` inside its sandbox.
+fn site_is_trusted(interpreter: &Interpreter, dirs: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = sys::effective_uid();
+    let check = |path: &Path| -> Result<(), String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if (meta.uid() == 0 || meta.uid() == me) && meta.mode() & 0o022 == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is owned by uid {} with mode {:o}",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ))
+        }
+    };
+    if let Some(venv) = interpreter.venv() {
+        check(venv)?;
+        check(&venv.join("pyvenv.cfg"))?;
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        check(dir)?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".pth")
+                || name.starts_with("sitecustomize")
+                || name.starts_with("usercustomize")
+            {
+                check(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the interpreter says of itself without running `site`: its release
+/// (`sys.version.split()[0]`) and the directories `site` would read (its path and site
+/// directories; for a virtual environment, the environment's too).
+fn describe(interpreter: &Interpreter) -> Result<(String, Vec<PathBuf>), String> {
+    const PROBE: &str = "import json, site, sys\n\
+        print(json.dumps([sys.version.split()[0], sys.path + site.getsitepackages()]))";
+    let program = interpreter.program();
+    let out = Command::new(program)
+        .args(["-I", "-S", "-c", PROBE])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let (release, mut dirs): (String, Vec<PathBuf>) = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} did not describe itself: {e}", program.display()))?;
+    if let Some(venv) = interpreter.venv() {
+        let version = interpreter.version();
+        dirs.push(
+            venv.join("lib")
+                .join(format!("python{}.{}", version.major, version.minor))
+                .join("site-packages"),
+        );
+    }
+    Ok((release, dirs))
 }

@@ -23,16 +23,16 @@ pub struct EmbeddedPython {
     _not_send: std::marker::PhantomData<*const ()>,
 }
 
-/// The legacy global flags that give the interpreter the configuration of
-/// `python3 -I -S -u`: isolated (no environment, no user site, safe path), no `site` at
-/// start-up (it runs later, inside the sandbox), unbuffered standard streams.
-const FLAGS: [&str; 5] = [
+/// The legacy global flags that give the interpreter the configuration of `python3 -I -u`:
+/// isolated (no environment, no user site, safe path), unbuffered standard streams.
+const FLAGS: [&str; 4] = [
     "Py_IsolatedFlag",
     "Py_IgnoreEnvironmentFlag",
     "Py_NoUserSiteDirectory",
-    "Py_NoSiteFlag",
     "Py_UnbufferedStdioFlag",
 ];
+/// Set too when `site` must not run at start-up (`-S`).
+const NO_SITE_FLAG: &str = "Py_NoSiteFlag";
 
 fn dl_error() -> String {
     // SAFETY: dlerror returns NULL or a NUL-terminated string owned by libc, valid until the
@@ -77,8 +77,12 @@ impl EmbeddedPython {
     /// Loads `library` (RTLD_GLOBAL, so that extension modules imported later find the C API)
     /// and initializes it as the interpreter at `program` would start (`sys.executable`, the
     /// prefix and `sys.path` are computed from that path), with its signal handlers installed
-    /// exactly as the `python3` command installs them.
-    pub fn initialize(library: &Path, program: &Path) -> Result<EmbeddedPython, String> {
+    /// exactly as the `python3` command installs them; `site` runs at start-up only if `site`.
+    pub fn initialize(
+        library: &Path,
+        program: &Path,
+        site: bool,
+    ) -> Result<EmbeddedPython, String> {
         use std::os::unix::ffi::OsStrExt;
         let lib_c = CString::new(library.as_os_str().as_bytes())
             .map_err(|_| "NUL byte in the libpython path".to_string())?;
@@ -90,7 +94,8 @@ impl EmbeddedPython {
             return Err(format!("cannot load {}: {}", library.display(), dl_error()));
         }
         let lib = Library(handle);
-        for flag in FLAGS {
+        let no_site = (!site).then_some(NO_SITE_FLAG);
+        for flag in FLAGS.into_iter().chain(no_site) {
             let ptr = lib.symbol(flag)? as *mut c_int;
             // SAFETY: the symbol is a global `int` of libpython, written before the interpreter
             // is initialized and by this single thread.
