@@ -35,8 +35,9 @@ pub const ZYGOTE_ARG: &str = "__zygote";
 const ZYGOTE_FD: RawFd = 3;
 /// The interpreter's arguments before the runner's own (see `interpreter_args`).
 const INTERPRETER_FLAGS: [&str; 3] = ["-I", "-u", "-c"];
-/// The largest config message accepted.
+/// The largest config message accepted, and the largest reply.
 const MAX_MESSAGE: usize = 1 << 20;
+const REPLY_MAX: usize = 16 * 1024;
 /// How long the zygote may take to start, and to answer a fork request.
 const START_TIMEOUT_MS: i32 = 30_000;
 const FORK_TIMEOUT_MS: i32 = 10_000;
@@ -109,6 +110,7 @@ pub fn main(config_json: &str) -> i32 {
     if fdpass::send_with_fds(socket.as_fd(), b"R", &[]).is_err() {
         return 1;
     }
+    let mut buffer = vec![0u8; MAX_MESSAGE];
     loop {
         reap_helpers();
         match fdpass::poll_readable(socket.as_fd(), 200) {
@@ -116,12 +118,12 @@ pub fn main(config_json: &str) -> i32 {
             Ok(true) => {}
             Err(_) => return 1,
         }
-        let message = match fdpass::recv_with_fds(socket.as_fd(), MAX_MESSAGE) {
+        let (length, fds) = match fdpass::recv_with_fds(socket.as_fd(), &mut buffer) {
             Ok(Some(message)) => message,
             // The host is gone (or dropped its handle): so is the zygote.
             Ok(None) | Err(_) => return 0,
         };
-        let sent = match fork_helper(&python, &policy, &config, message) {
+        let sent = match fork_helper(&python, &policy, &config, &buffer[..length], fds) {
             Ok((pid, pidfd)) => fdpass::send_with_fds(
                 socket.as_fd(),
                 format!("P{pid}").as_bytes(),
@@ -156,10 +158,11 @@ fn fork_helper(
     python: &EmbeddedPython,
     policy: &seccomp::Policy,
     zygote: &ZygoteConfig,
-    (payload, fds): (Vec<u8>, Vec<OwnedFd>),
+    payload: &[u8],
+    fds: Vec<OwnedFd>,
 ) -> Result<(libc::pid_t, OwnedFd), String> {
     let config: SandboxConfig =
-        serde_json::from_slice(&payload).map_err(|e| format!("bad sandbox config: {e}"))?;
+        serde_json::from_slice(payload).map_err(|e| format!("bad sandbox config: {e}"))?;
     let fds: [OwnedFd; 6] = fds
         .try_into()
         .map_err(|_| "a run needs exactly six fds".to_string())?;
@@ -310,10 +313,11 @@ impl Zygote {
                 if !readable {
                     return Err("the zygote did not start within 30 s".to_string());
                 }
-                match fdpass::recv_with_fds(host_end.as_fd(), 64 * 1024) {
-                    Ok(Some((reply, _))) if reply == b"R" => Ok(()),
-                    Ok(Some((reply, _))) => Err(String::from_utf8_lossy(
-                        reply.strip_prefix(b"E").unwrap_or(&reply),
+                let mut reply = [0u8; REPLY_MAX];
+                match fdpass::recv_with_fds(host_end.as_fd(), &mut reply) {
+                    Ok(Some((n, _))) if reply[..n] == *b"R" => Ok(()),
+                    Ok(Some((n, _))) => Err(String::from_utf8_lossy(
+                        reply[..n].strip_prefix(b"E").unwrap_or(&reply[..n]),
                     )
                     .into_owned()),
                     Ok(None) => Err("the zygote ended while starting".to_string()),
@@ -354,8 +358,10 @@ impl Zygote {
         if !fdpass::poll_readable(socket.as_fd(), FORK_TIMEOUT_MS).map_err(|e| e.to_string())? {
             return Err("the zygote did not answer within 10 s".into());
         }
-        match fdpass::recv_with_fds(socket.as_fd(), 64 * 1024) {
-            Ok(Some((reply, mut fds))) => {
+        let mut reply = [0u8; REPLY_MAX];
+        match fdpass::recv_with_fds(socket.as_fd(), &mut reply) {
+            Ok(Some((n, mut fds))) => {
+                let reply = &reply[..n];
                 if let (Some(pid), Some(pidfd)) = (reply.strip_prefix(b"P"), fds.pop()) {
                     let pid = std::str::from_utf8(pid)
                         .ok()

@@ -79,13 +79,13 @@ pub fn send_with_fds(socket: BorrowedFd<'_>, payload: &[u8], fds: &[RawFd]) -> i
     }
 }
 
-/// Receives one message of at most `max` bytes and the descriptors it carries (close-on-exec).
-/// `None` at end of stream.
+/// Receives one message into `payload` (its length is the most accepted) and the descriptors
+/// it carries (close-on-exec): the message's length and the fds, `None` at end of stream. The
+/// buffer is the caller's so that a loop reuses it instead of touching fresh pages each time.
 pub fn recv_with_fds(
     socket: BorrowedFd<'_>,
-    max: usize,
-) -> io::Result<Option<(Vec<u8>, Vec<OwnedFd>)>> {
-    let mut payload = vec![0u8; max];
+    payload: &mut [u8],
+) -> io::Result<Option<(usize, Vec<OwnedFd>)>> {
     let mut control = vec![0u8; cmsg_space()];
     let mut iov = libc::iovec {
         iov_base: payload.as_mut_ptr() as *mut libc::c_void,
@@ -131,8 +131,7 @@ pub fn recv_with_fds(
     if received == 0 && fds.is_empty() {
         return Ok(None);
     }
-    payload.truncate(received);
-    Ok(Some((payload, fds)))
+    Ok(Some((received, fds)))
 }
 
 /// Waits up to `timeout_ms` (-1: for ever) for `fd` to become readable (or hung up).
