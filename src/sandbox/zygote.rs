@@ -370,7 +370,7 @@ impl Zygote {
                     return Ok(ForkedHelper { pid, pidfd });
                 }
                 Err(
-                    String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(&reply))
+                    String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(reply))
                         .into_owned(),
                 )
             }
