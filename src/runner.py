@@ -105,10 +105,81 @@ def _code_exec_main():
     return 0
 
 
-_code_exec_status = _code_exec_main()
+def _code_exec_exit_status(exc):
+    # What the interpreter makes of an uncaught SystemExit (its exit status, and a message
+    # printed for a non-integer code), for runs that end without the interpreter's own exit.
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF if -(1 << 63) <= code < (1 << 63) else 255
+    try:
+        sys.stderr.write(str(code) + "\n")
+    except BaseException:
+        pass
+    return 1
+
+
+def _code_exec_end_forked(status):
+    # A run forked from the zygote ends as multiprocessing's forked children end: the visible
+    # steps of the interpreter's finalization, in its order (non-daemon threads joined, atexit
+    # handlers, streams flushed, the program's own module finalized so that its objects'
+    # __del__ and unflushed files run), then _exit. The rest of a finalization only frees
+    # memory the process is about to lose, and in a forked process it costs page copies.
+    import os
+
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        try:
+            threading._shutdown()
+        except BaseException:
+            pass
+    import atexit
+
+    atexit._run_exitfuncs()
+
+    def flush():
+        ok = True
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                if stream is not None:
+                    stream.flush()
+            except BaseException:
+                ok = ok and stream is not sys.stdout
+        return ok
+
+    failed = not flush()
+    main = sys.modules.get("__main__")
+    names = getattr(main, "__dict__", None)
+    if isinstance(names, dict):
+        try:
+            for first in (True, False):
+                for name in list(names):
+                    if name != "__builtins__" and (not first or name[:1] == "_"):
+                        names[name] = None
+        except BaseException:
+            pass
+    import gc
+
+    gc.collect()
+    if not flush() or failed:
+        status = 120
+    os._exit(status)
+
+
+_code_exec_forked = globals().get("_code_exec_forked", False)
+try:
+    _code_exec_status = _code_exec_main()
+except SystemExit as _code_exec_exit:
+    if not _code_exec_forked:
+        raise
+    _code_exec_status = _code_exec_exit_status(_code_exec_exit)
+    del _code_exec_exit
 try:
     sys.stdout.flush()
 except BaseException:
     pass
+if _code_exec_forked:
+    _code_exec_end_forked(_code_exec_status)
 if _code_exec_status:
     sys.exit(_code_exec_status)

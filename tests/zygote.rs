@@ -62,12 +62,21 @@ fn zygote_or_skip(tool: &CodeExecutionTool, test: &str) -> bool {
     }
 }
 
-/// What a caller sees of a run, minus the clocks.
+/// What a caller sees of a run, minus the clocks and object addresses (`0x7f…`).
 fn seen(r: &ExecutionResult) -> String {
-    format!(
+    let text = format!(
         "success={} exit={:?} signal={:?} error_type={:?} error={:?}\n--stdout--\n{}\n--stderr--\n{}",
         r.success, r.exit_code, r.signal, r.error_type, r.error, r.output, r.stderr
-    )
+    );
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at + 2]);
+        rest = rest[at + 2..].trim_start_matches(|c: char| c.is_ascii_hexdigit());
+        out.push('…');
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Programs whose every visible effect must be the same forked from the zygote as cold.
@@ -93,6 +102,14 @@ const SAME_AS_COLD: &[&str] = &[
     "import json, sqlite3, decimal, subprocess\nprint(json.dumps({'a': 1}), sqlite3.sqlite_version_info >= (3,), decimal.Decimal('1.1') + 1)\nprint(subprocess.run(['/bin/echo', 'child'], capture_output=True, text=True).stdout)",
     "import multiprocessing as mp\nif __name__ == '__main__':\n    with mp.get_context('fork').Pool(2) as p:\n        print(p.map(abs, [-1, -2, 3]))",
     "x = input()\nprint(x[::-1])",
+    "import sys\nsys.exit(2 ** 70)",
+    "import sys\nsys.exit(-1)",
+    "import sys\nsys.exit(True)",
+    "raise SystemExit(None)",
+    "import atexit\ndef boom():\n    raise ValueError('in atexit')\natexit.register(boom)\natexit.register(print, 'still runs')",
+    "import sys, io\nsys.stdout = io.TextIOWrapper(open(1, 'wb', closefd=False), write_through=False)\nprint('buffered to the end')",
+    "import threading, time\nt = threading.Thread(target=lambda: (time.sleep(0.05), print('daemon')), daemon=True)\nt.start()\nprint('main')",
+    "class Late:\n    def __del__(self):\n        print('cycle collected')\na = Late(); a.me = a\ndel a\nprint('end')",
 ];
 
 native_test!(runs_forked_from_the_zygote_behave_as_cold_runs, {
@@ -286,3 +303,21 @@ fn tool_site_trusted_for_system_python() -> bool {
         .map(|z| z.site_in_zygote)
         .unwrap_or(false)
 }
+
+native_test!(files_left_open_are_flushed_when_a_forked_run_ends, {
+    let _serial = serialized();
+    let tool = tool(ZygoteMode::Auto);
+    if !zygote_or_skip(&tool, "files_left_open_are_flushed_when_a_forked_run_ends") {
+        return;
+    }
+    let sandbox = tool.create_sandbox().unwrap();
+    let r = sandbox
+        .execute_in_container("f = open('/work/notes', 'w')\nf.write('kept')")
+        .unwrap();
+    assert!(r.success, "{r:?}");
+    let r = sandbox
+        .execute_in_container("print(open('/work/notes').read())")
+        .unwrap();
+    assert_eq!(r.output, "kept\n", "{r:?}");
+    sandbox.cleanup();
+});

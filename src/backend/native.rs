@@ -345,6 +345,7 @@ impl NativeBackend {
             cgroup: guard,
             _workspace: workspace,
             memory_mb: limits.memory_mb,
+            prepared_limits: cgroup_limits(&limits),
         })
     }
 
@@ -792,6 +793,8 @@ pub struct PreparedRun {
     _workspace: Workspace,
     /// The memory limit its private filesystems were sized for.
     memory_mb: MemoryMb,
+    /// The limits its cgroup was created with.
+    prepared_limits: CgroupLimits,
 }
 
 impl PreparedRun {
@@ -808,6 +811,7 @@ impl PreparedRun {
             mut stdin,
             cgroup,
             _workspace,
+            prepared_limits,
             ..
         } = self;
         let fail =
@@ -815,7 +819,12 @@ impl PreparedRun {
         let Some(run_cgroup) = cgroup.0.as_ref() else {
             return fail("a pre-started sandbox lost its cgroup".into());
         };
-        if let Err(e) = run_cgroup.set_limits(&cgroup_limits(&request.limits)) {
+        // Written only when they differ from those it was prepared with (the usual case is
+        // the tool's defaults: nothing to write).
+        let limits = cgroup_limits(&request.limits);
+        if limits != prepared_limits
+            && let Err(e) = run_cgroup.set_limits(&limits)
+        {
             return fail(format!(
                 "cannot apply the limits to a pre-started sandbox: {e}"
             ));

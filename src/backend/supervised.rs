@@ -583,7 +583,11 @@ fn watch(
 /// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
 fn reap_supervisor(child: &mut HelperProcess, reported_exit: bool) {
     if reported_exit {
-        child.wait();
+        // A helper forked by the zygote is the zygote's to reap: after its report it only
+        // tears down the sandbox's namespaces, which the result need not wait for.
+        if let HelperProcess::Child(_) = child {
+            child.wait();
+        }
         return;
     }
     let deadline = Instant::now() + KILL_GRACE;

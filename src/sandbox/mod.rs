@@ -173,6 +173,10 @@ fn run(
         Forked::Parent(pid) => pid,
     };
     drop((go_r, exit_w, err_w));
+    // Held until this helper exits: the sandbox's mount namespace (its root, /tmp, /work) is
+    // then torn down in this process's exit, after the report, instead of in the init's exit
+    // before it. Every process of the sandbox is gone by the report all the same.
+    let _mount_namespace = File::open(format!("/proc/{init_pid}/ns/mnt")).ok();
     // The code's streams belong to the sandbox now.
     for fd in [0, 1, 2, REPORT_FD] {
         let _ = sys::point_at_dev_null(fd);

@@ -233,7 +233,9 @@ pub(crate) fn run_code(
     // JSON string lists are Python list literals. `site` runs here, inside the sandbox, as it
     // runs at a cold interpreter's start-up.
     let site = if site_in_zygote { "" } else { "site.main()\n" };
-    let source = format!("sys.argv = {argv}\nsys.orig_argv = {orig}\n{site}");
+    // `_code_exec_forked`: the runner ends the process itself (see its `_code_exec_end_forked`).
+    let source =
+        format!("sys.argv = {argv}\nsys.orig_argv = {orig}\n{site}_code_exec_forked = True\n");
     let Ok(source) = CString::new(source) else {
         return 1;
     };
@@ -369,10 +371,7 @@ impl Zygote {
                         .ok_or("the zygote sent a bad pid")?;
                     return Ok(ForkedHelper { pid, pidfd });
                 }
-                Err(
-                    String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(reply))
-                        .into_owned(),
-                )
+                Err(String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(reply)).into_owned())
             }
             Ok(None) => Err("the zygote ended".into()),
             Err(e) => Err(e.to_string()),
