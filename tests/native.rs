@@ -437,6 +437,40 @@ print(resource.getrlimit(resource.RLIMIT_CORE))
     assert_eq!(lines.next(), Some("(0, 0)"));
 });
 
+native_test!(the_init_keeps_only_cap_kill_and_cannot_be_touched, {
+    // The init keeps CAP_KILL (to end the sandbox's processes before it reports) and nothing
+    // else; the code can neither signal nor trace it, nor read its memory or environment.
+    let code = r#"
+import os, signal
+fields = {}
+for line in open('/proc/1/status'):
+    k, _, v = line.partition(':'); fields[k] = v.strip()
+print(fields['CapEff'], fields['CapPrm'], fields['CapBnd'], fields['CapInh'], fields['NoNewPrivs'])
+for sig in (signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP):
+    try:
+        os.kill(1, sig); print('sent', sig)
+    except OSError as e:
+        print('refused', e.errno)
+for f in ('mem', 'environ', 'maps'):
+    try:
+        open('/proc/1/' + f, 'rb').read(1); print('read', f)
+    except OSError as e:
+        print('hidden', f)
+print('alive', os.path.exists('/proc/1'))
+"#;
+    let (r, status) = run_native(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    let out = output(&r);
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("0000000000000020 0000000000000020 0000000000000000 0000000000000000 1"),
+        "{r}"
+    );
+    assert!(!out.contains("read "), "{r}");
+    assert!(out.ends_with("alive True\n"), "{r}");
+});
+
 fn probe_errnos(sandbox: &str) -> Vec<(String, i64)> {
     let (r, status) = run_code(PROBES, &["--sandbox", sandbox]);
     assert_eq!(status, 0, "{sandbox}: {r}");

@@ -149,6 +149,14 @@ native_test!(
         }
         let zygotes = our_zygotes();
         assert_eq!(zygotes.len(), 1, "one zygote per tool: {zygotes:?}");
+        // Helpers are forked from it: it must stay a single-threaded process.
+        let status = std::fs::read_to_string(format!("/proc/{}/status", zygotes[0])).unwrap();
+        assert!(
+            status
+                .lines()
+                .any(|l| l.split_whitespace().eq(["Threads:", "1"])),
+            "{status}"
+        );
         for i in 0..10 {
             let r = tool.execute(&format!("print({i})")).unwrap();
             assert_eq!(r.output, format!("{i}\n"), "{r:?}");

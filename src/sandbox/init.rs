@@ -1,6 +1,6 @@
 //! The sandbox's init (PID 1 inside): builds the root, starts the code's process, drops every
-//! capability, reaps, and reports the code's exit status to the helper. When it returns, its
-//! process exits and the kernel kills whatever else is left in the PID namespace.
+//! capability but CAP_KILL, reaps, and when the code's main process ends kills and reaps every
+//! other process of the sandbox, then reports the code's exit status to the helper and exits.
 
 use std::ffi::CString;
 use std::io::{PipeReader, PipeWriter, Read, Write};
@@ -14,6 +14,10 @@ use crate::supervisor::REPORT_FD;
 use crate::sys::isolation::{self, Forked};
 use crate::sys::{self, ExitStatus};
 
+/// CAP_KILL: the one capability the init keeps, to end every process of the sandbox (they
+/// run as the sandbox uid, the init as the helper's) before it reports.
+const CAP_KILL: u32 = 5;
+
 /// Runs the init; returns its exit status. Setup failures are written to `errors`.
 pub(super) fn run(
     config: &SandboxConfig,
@@ -24,12 +28,12 @@ pub(super) fn run(
     mut exit: PipeWriter,
     mut errors: PipeWriter,
 ) -> i32 {
-    let result = (|| -> std::io::Result<i32> {
+    let setup = (|| -> std::io::Result<Option<libc::pid_t>> {
         // If the helper dies, so does the sandbox.
         isolation::die_with_parent()?;
         let mut byte = [0u8; 1];
         if go.read(&mut byte)? != 1 {
-            return Ok(1);
+            return Ok(None);
         }
         drop(go);
         if let Some(cgroup) = &config.cgroup {
@@ -53,33 +57,40 @@ pub(super) fn run(
             }
             Forked::Parent(pid) => pid,
         };
-        // The init needs no privilege to reap and report.
+        // Reaping and reporting need no privilege; ending the sandbox's processes needs
+        // CAP_KILL over the sandbox's user namespace, and nothing else is kept.
         isolation::lock_capabilities()?;
-        isolation::clear_capabilities()?;
+        isolation::retain_capabilities(&[CAP_KILL])?;
         isolation::set_no_new_privs()?;
         for fd in [0, 1, 2, REPORT_FD] {
             let _ = sys::point_at_dev_null(fd);
         }
-        loop {
-            match sys::wait_any_child()? {
-                Some((pid, status)) if pid == code_pid => {
-                    exit.write_all(&encode_status(status))?;
-                    return Ok(0);
-                }
-                Some(_) => continue,
-                None => {
-                    exit.write_all(&encode_status(ExitStatus::Signal(libc::SIGKILL)))?;
-                    return Ok(0);
-                }
-            }
-        }
+        Ok(Some(code_pid))
     })();
-    match result {
-        Ok(code) => code,
+    let code_pid = match setup {
+        Ok(Some(pid)) => pid,
+        Ok(None) => return 1,
         Err(err) => {
             let _ = write!(errors, "{err}");
-            1
+            return 1;
         }
+    };
+    // Setup is over: the helper's setup-error channel ends with the code's exec.
+    drop(errors);
+    let status = loop {
+        match sys::wait_any_child() {
+            Ok(Some((pid, status))) if pid == code_pid => break status,
+            Ok(Some(_)) => continue,
+            Ok(None) | Err(_) => break ExitStatus::Signal(libc::SIGKILL),
+        }
+    };
+    // The code's main process has ended: so does everything it left, before the report, so
+    // that a report means nothing of the sandbox runs any more (the init exits right after).
+    isolation::kill_all_others();
+    while let Ok(Some(_)) = sys::wait_any_child() {}
+    match exit.write_all(&encode_status(status)) {
+        Ok(()) => 0,
+        Err(_) => 1,
     }
 }
 

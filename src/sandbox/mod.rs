@@ -228,27 +228,35 @@ fn run(
                 crate::supervisor::sample_loop(started, interval, finished, peak, &measure, &send)
             });
         }
-        let init_status = loop {
+        let wait_for_init = || loop {
             match sys::wait_any_child() {
                 Ok(Some((pid, status))) if pid == init_pid => break Some(status),
                 Ok(Some(_)) => continue,
                 Ok(None) | Err(_) => break None,
             }
         };
+        // The init reports only once every other process of the sandbox is gone (it kills and
+        // reaps them first): the report need not wait for its exit and the namespaces'
+        // teardown. Without a report the init died — killed (timeout, output cap, caller gone)
+        // or failed — and its exit, which takes the PID namespace with it, comes first.
+        let mut raw = [0u8; 8];
+        let reported = exit_r
+            .read_exact(&mut raw)
+            .ok()
+            .and_then(|()| decode_status(raw));
+        let init_status = match reported {
+            Some(_) => None,
+            None => wait_for_init(),
+        };
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut setup_error = String::new();
         let _ = (&mut err_r)
             .take(64 * 1024)
             .read_to_string(&mut setup_error);
-        let mut raw = [0u8; 8];
-        let code_status = match exit_r.read_exact(&mut raw) {
-            Ok(()) => decode_status(raw),
-            // The init was killed (timeout, output cap, caller gone) before the code ended.
-            Err(_) => match init_status {
-                Some(ExitStatus::Signal(sig)) => Some(ExitStatus::Signal(sig)),
-                _ => None,
-            },
-        };
+        let code_status = reported.or(match init_status {
+            Some(ExitStatus::Signal(sig)) => Some(ExitStatus::Signal(sig)),
+            _ => None,
+        });
         let (cpu, peak, oom) = match &config.cgroup {
             Some(cgroup) => {
                 let usage = cgroup.usage();
@@ -285,6 +293,9 @@ fn run(
             peak_memory_bytes: peak,
             memory_limit_hit: oom,
         });
+        if reported.is_some() {
+            wait_for_init();
+        }
         // The control watcher may still block on its read; leave without joining it.
         std::process::exit(0)
     })

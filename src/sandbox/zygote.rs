@@ -57,13 +57,15 @@ struct ZygoteConfig {
 }
 
 /// Runs once in the zygote, after the interpreter's core start-up: compiles the runner and
-/// imports the stdlib modules every run needs (none reads site-packages or holds random state).
+/// imports the stdlib modules runs need (`linecache` and `traceback` for pre-started ones);
+/// none reads site-packages or holds random state.
 fn prepare_source() -> String {
     let runner = serde_json::to_string(RUNNER).unwrap_or_default();
     // gc.freeze: the collector then never walks (and so never copies) the zygote's objects
     // in the forked runs.
     format!(
-        "import os, sys, site, gc\n_code_exec_runner = compile({runner}, '<string>', 'exec')\n\
+        "import os, sys, site, gc, linecache, traceback\n\
+         _code_exec_runner = compile({runner}, '<string>', 'exec')\n\
          gc.freeze()\n"
     )
 }

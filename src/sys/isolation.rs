@@ -130,6 +130,12 @@ pub fn lock_capabilities() -> io::Result<()> {
 
 /// Empties the effective, permitted and inheritable capability sets.
 pub fn clear_capabilities() -> io::Result<()> {
+    retain_capabilities(&[])
+}
+
+/// Reduces the effective and permitted sets to `keep` (capability numbers below 32) and
+/// empties the inheritable set.
+pub fn retain_capabilities(keep: &[u32]) -> io::Result<()> {
     #[repr(C)]
     struct CapHeader {
         version: u32,
@@ -147,11 +153,22 @@ pub fn clear_capabilities() -> io::Result<()> {
         version: LINUX_CAPABILITY_VERSION_3,
         pid: 0,
     };
-    let data = [CapData {
-        effective: 0,
-        permitted: 0,
-        inheritable: 0,
-    }; 2];
+    let bits = keep
+        .iter()
+        .filter(|&&cap| cap < 32)
+        .fold(0u32, |bits, &cap| bits | (1 << cap));
+    let data = [
+        CapData {
+            effective: bits,
+            permitted: bits,
+            inheritable: 0,
+        },
+        CapData {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        },
+    ];
     // SAFETY: header and data are laid out as capset v3 expects (two data elements) and live
     // across the call; the kernel only reads data.
     let ret = unsafe {
@@ -235,6 +252,14 @@ pub fn signal(pid: libc::pid_t, signal: libc::c_int) {
         // SAFETY: kill takes integers; a positive pid addresses exactly one process.
         unsafe { libc::kill(pid, signal) };
     }
+}
+
+/// SIGKILL to every process this one may signal in its PID namespace, except itself (and the
+/// namespace's init, which this is when called by the sandbox's init). Atomic with respect to
+/// fork: a process forking meanwhile either is signalled or fails to fork.
+pub fn kill_all_others() {
+    // SAFETY: kill takes no pointers.
+    unsafe { libc::kill(-1, libc::SIGKILL) };
 }
 
 /// Ends this process at once with `code`, without running destructors or atexit handlers
