@@ -116,7 +116,14 @@ native_test!(memory_bomb_is_a_memory_limit, {
     let (r, status) = run_native(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(status, 1);
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    assert!(r["peak_memory_mb"].as_f64().unwrap() <= 65.0, "{r}");
+    // A cgroup counts exactly what the limit bounds. The per-process fallback bounds private
+    // data (RLIMIT_DATA) while its peak is the resident set, which also counts the
+    // interpreter's shared, file-backed pages (more of them in a run forked from the zygote).
+    let slack = match r["limits_enforced"]["memory_mb"].as_str() {
+        Some("cgroup") => 1.0,
+        _ => 16.0,
+    };
+    assert!(r["peak_memory_mb"].as_f64().unwrap() <= 64.0 + slack, "{r}");
     assert_host_clean("native_memory_bomb");
 });
 

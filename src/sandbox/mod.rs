@@ -238,16 +238,15 @@ fn run(
         // The init reports only once every other process of the sandbox is gone (it kills and
         // reaps them first): the report need not wait for its exit and the namespaces'
         // teardown. Without a report the init died — killed (timeout, output cap, caller gone)
-        // or failed — and its exit, which takes the PID namespace with it, comes first.
+        // or failed — and its exit, which takes the PID namespace with it, comes first. So it
+        // does without a cgroup: the usage then comes from the reaped init's rusage.
         let mut raw = [0u8; 8];
         let reported = exit_r
             .read_exact(&mut raw)
             .ok()
             .and_then(|()| decode_status(raw));
-        let init_status = match reported {
-            Some(_) => None,
-            None => wait_for_init(),
-        };
+        let reap_first = reported.is_none() || config.cgroup.is_none();
+        let init_status = if reap_first { wait_for_init() } else { None };
         finished.store(true, std::sync::atomic::Ordering::SeqCst);
         let mut setup_error = String::new();
         let _ = (&mut err_r)
@@ -293,7 +292,7 @@ fn run(
             peak_memory_bytes: peak,
             memory_limit_hit: oom,
         });
-        if reported.is_some() {
+        if !reap_first {
             wait_for_init();
         }
         // The control watcher may still block on its read; leave without joining it.
