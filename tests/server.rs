@@ -471,6 +471,16 @@ native_test!(shutdown_cancels_what_runs_and_removes_every_sandbox, {
         std::thread::sleep(Duration::from_millis(20));
     }
     let pid = server.pid();
+    // The server's zygote (its runs fork from it) must end with it too.
+    let zygotes: Vec<u32> = processes_with("__zygote")
+        .into_iter()
+        .filter(|&p| parent_of(p) == Some(pid))
+        .collect();
+    assert_eq!(
+        zygotes.len(),
+        1,
+        "the server forks its runs from one zygote"
+    );
     let stopped = Instant::now();
     assert_eq!(server.stop(), 0);
     assert!(stopped.elapsed() < Duration::from_secs(10));
@@ -478,6 +488,14 @@ native_test!(shutdown_cancels_what_runs_and_removes_every_sandbox, {
     assert_eq!(reply.status, 200, "{reply:?}");
     assert_eq!(reply.json()["error_type"], "Cancelled");
     assert_host_clean(&tag);
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while zygotes
+        .iter()
+        .any(|z| std::path::Path::new(&format!("/proc/{z}")).exists())
+    {
+        assert!(Instant::now() < deadline, "the zygote outlived the server");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     assert!(
         cgroups_named(&format!("code-exec-{pid}-")).is_empty(),
         "{}",
@@ -600,3 +618,10 @@ native_test!(
         assert_host_clean("codeexec_killed_server");
     }
 );
+
+/// The parent pid of `pid`, from /proc.
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(1)?.parse().ok()
+}
