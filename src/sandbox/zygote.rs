@@ -76,7 +76,7 @@ pub fn main(config_json: &str) -> i32 {
         return 101;
     };
     let fail = |message: String| {
-        let _ = fdpass::send_with_fds(socket.as_fd(), format!("E{message}").as_bytes(), &[]);
+        let _ = send_error(socket.as_fd(), &message);
         1
     };
     // No parent-death signal: it fires when the *thread* that started us ends, and the host
@@ -131,14 +131,22 @@ pub fn main(config_json: &str) -> i32 {
                 format!("P{pid}").as_bytes(),
                 &[pidfd.as_raw_fd()],
             ),
-            Err(message) => {
-                fdpass::send_with_fds(socket.as_fd(), format!("E{message}").as_bytes(), &[])
-            }
+            Err(message) => send_error(socket.as_fd(), &message),
         };
         if sent.is_err() {
             return 1;
         }
     }
+}
+
+/// The zygote's `E<why>` answer (see the module comment).
+fn send_error(socket: std::os::fd::BorrowedFd<'_>, message: &str) -> std::io::Result<()> {
+    fdpass::send_with_fds(socket, format!("E{message}").as_bytes(), &[])
+}
+
+/// What an answer that is not the expected one says: the text of an `E<why>`, or the answer.
+fn error_of(reply: &[u8]) -> String {
+    String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(reply)).into_owned()
 }
 
 fn reap_helpers() {
@@ -320,10 +328,7 @@ impl Zygote {
                 let mut reply = [0u8; REPLY_MAX];
                 match fdpass::recv_with_fds(host_end.as_fd(), &mut reply) {
                     Ok(Some((n, _))) if reply[..n] == *b"R" => Ok(()),
-                    Ok(Some((n, _))) => Err(String::from_utf8_lossy(
-                        reply[..n].strip_prefix(b"E").unwrap_or(&reply[..n]),
-                    )
-                    .into_owned()),
+                    Ok(Some((n, _))) => Err(error_of(&reply[..n])),
                     Ok(None) => Err("the zygote ended while starting".to_string()),
                     Err(e) => Err(e.to_string()),
                 }
@@ -373,7 +378,7 @@ impl Zygote {
                         .ok_or("the zygote sent a bad pid")?;
                     return Ok(ForkedHelper { pid, pidfd });
                 }
-                Err(String::from_utf8_lossy(reply.strip_prefix(b"E").unwrap_or(reply)).into_owned())
+                Err(error_of(reply))
             }
             Ok(None) => Err("the zygote ended".into()),
             Err(e) => Err(e.to_string()),
