@@ -329,3 +329,31 @@ native_test!(files_left_open_are_flushed_when_a_forked_run_ends, {
     assert_eq!(r.output, "kept\n", "{r:?}");
     sandbox.cleanup();
 });
+
+native_test!(nothing_of_the_sandbox_runs_when_the_result_arrives, {
+    let _serial = serialized();
+    // The init kills and reaps every process the code left before it reports, so the result
+    // must find none of them alive — checked at once, without the usual grace period: a
+    // daemon in its own session with every stream closed (its output's end says nothing of
+    // it), and a stopped one. Forked from the zygote and cold alike.
+    for mode in [ZygoteMode::Auto, ZygoteMode::Off] {
+        let tool = tool(mode);
+        let tag = marker("result_arrives");
+        let code = format!(
+            "import os, signal, subprocess\n\
+             quiet = dict(stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)\n\
+             subprocess.Popen(['{tag}', '300'], executable='/bin/sleep', start_new_session=True, **quiet)\n\
+             p = subprocess.Popen(['{tag}', '301'], executable='/bin/sleep', **quiet)\n\
+             os.kill(p.pid, signal.SIGSTOP)\n\
+             print(len([d for d in os.listdir('/proc') if d.isdigit()]))"
+        );
+        let r = tool.execute(&code).unwrap();
+        let alive = processes_with(&tag);
+        assert!(r.success, "{mode:?}: {r:?}");
+        assert!(
+            r.output.trim().parse::<u32>().unwrap() >= 3,
+            "{mode:?}: the sleepers were not running: {r:?}"
+        );
+        assert!(alive.is_empty(), "{mode:?}: alive at the result: {alive:?}");
+    }
+});
