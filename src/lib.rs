@@ -16,10 +16,13 @@ pub mod cgroup;
 pub mod doctor;
 pub mod interpreter;
 pub mod limits;
+mod lock;
+pub(crate) mod process;
+pub(crate) mod protocol;
 pub mod result;
-pub mod sandbox;
+pub(crate) mod runner;
+pub(crate) mod sandbox;
 pub mod server;
-pub mod supervisor;
 pub mod syntax;
 mod sys;
 mod token;
@@ -31,6 +34,7 @@ pub use backend::{
 };
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
+pub use process::run_if_requested;
 pub use result::{ErrorType, ExecutionResult, Sample};
 pub use syntax::{PythonVersion, SyntaxCheck, SyntaxProblem};
 pub use tool::{

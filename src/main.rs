@@ -14,7 +14,6 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use code_execution_tool::limits::{CodeBytes, CpuFraction, MemoryMb, OutputBytes, Pids, Timeout};
 use code_execution_tool::result::ExecutionResult;
-use code_execution_tool::supervisor;
 use code_execution_tool::{
     BackendKind, CodeExecutionTool, Interpreter, Limits, PythonVersion, SyntaxCheck, ToolError,
     ZygoteMode, syntax,
@@ -173,7 +172,7 @@ struct CheckArgs {
 }
 
 fn main() -> ExitCode {
-    supervisor::run_if_requested();
+    code_execution_tool::run_if_requested();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(err) => {

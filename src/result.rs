@@ -5,7 +5,6 @@
 
 use serde::Serialize;
 
-use crate::backend::Enforcement;
 use crate::syntax::SyntaxProblem;
 
 /// Why an execution did not succeed. Serialized as the contract's `error_type` string.
@@ -47,6 +46,45 @@ impl ErrorType {
 impl Serialize for ErrorType {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.as_str())
+    }
+}
+
+/// How one limit is enforced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforced {
+    /// For the whole run by a cgroup (or the container engine).
+    Cgroup,
+    /// From the host side for the whole run (timeout, output caps).
+    Host,
+    /// Per process only (an rlimit): a run of many processes can exceed it in total.
+    PerProcess,
+    NotEnforced,
+}
+
+/// How each limit of a run is enforced: the result's `limits_enforced`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Enforcement {
+    pub memory_mb: Enforced,
+    pub cpu: Enforced,
+    pub pids: Enforced,
+    pub timeout: Enforced,
+    pub max_output_bytes: Enforced,
+}
+
+impl Enforcement {
+    /// The limits not enforced for the whole run, by field name.
+    pub fn weak(&self) -> Vec<(&'static str, Enforced)> {
+        [
+            ("memory_mb", self.memory_mb),
+            ("cpu", self.cpu),
+            ("pids", self.pids),
+            ("timeout", self.timeout),
+            ("max_output_bytes", self.max_output_bytes),
+        ]
+        .into_iter()
+        .filter(|(_, e)| matches!(e, Enforced::PerProcess | Enforced::NotEnforced))
+        .collect()
     }
 }
 

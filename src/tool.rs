@@ -10,13 +10,16 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
-use crate::backend::native::{NativeBackend, NativeSandbox, WarmPool, ZygoteInfo, ZygoteMode};
+use crate::backend::helper::HelperBinary;
+use crate::backend::native::persistent::NativeSandbox;
+use crate::backend::native::pool::WarmPool;
+use crate::backend::native::{NativeBackend, ZygoteInfo, ZygoteMode};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
 use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
+use crate::lock::lock;
 use crate::result::ExecutionResult;
-use crate::supervisor::SupervisorBinary;
 use crate::syntax::{self, PythonVersion, SyntaxCheck, SyntaxProblem};
 
 /// Default interval between resource samples of a monitored execution.
@@ -128,7 +131,7 @@ impl ToolBuilder {
         self.target_version = Some(version);
         self
     }
-    /// The supervisor binary (default: [`SupervisorBinary::locate`]).
+    /// The supervisor binary (default: [`HelperBinary::locate`]).
     pub fn supervisor(mut self, path: impl Into<PathBuf>) -> Self {
         self.supervisor = Some(path.into());
         self
@@ -163,8 +166,8 @@ impl ToolBuilder {
         };
         let target = self.target_version.unwrap_or(interpreter.version());
         let supervisor = || match &self.supervisor {
-            Some(path) => Ok(SupervisorBinary::at(path)),
-            None => SupervisorBinary::locate().map_err(ToolError::Supervisor),
+            Some(path) => Ok(HelperBinary::at(path)),
+            None => HelperBinary::locate().map_err(ToolError::Supervisor),
         };
         let mut native = None;
         let mut pool = None;
@@ -646,12 +649,6 @@ impl SandboxExecutor {
     pub fn exists(&self) -> bool {
         self.sandbox.exists()
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The plain executor of the original tool: syntax check and a subprocess run with a timeout

@@ -3,9 +3,10 @@
 //! limits are valid by construction; a backend only runs and reports.
 
 pub mod docker;
+pub(crate) mod helper;
 pub mod native;
 pub mod none;
-pub(crate) mod supervised;
+pub(crate) mod verdict;
 mod workspace;
 
 use std::fmt;
@@ -16,6 +17,7 @@ use serde::Serialize;
 
 use crate::limits::Limits;
 use crate::result::ExecutionResult;
+pub use crate::result::{Enforced, Enforcement};
 
 /// Which backend runs the code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -102,45 +104,6 @@ pub trait Backend: Send + Sync {
     fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult;
     /// How each limit is enforced by this backend on this host.
     fn enforcement(&self) -> Enforcement;
-}
-
-/// How one limit is enforced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Enforced {
-    /// For the whole run by a cgroup (or the container engine).
-    Cgroup,
-    /// From the host side for the whole run (timeout, output caps).
-    Host,
-    /// Per process only (an rlimit): a run of many processes can exceed it in total.
-    PerProcess,
-    NotEnforced,
-}
-
-/// How each limit of a run is enforced: the result's `limits_enforced`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Enforcement {
-    pub memory_mb: Enforced,
-    pub cpu: Enforced,
-    pub pids: Enforced,
-    pub timeout: Enforced,
-    pub max_output_bytes: Enforced,
-}
-
-impl Enforcement {
-    /// The limits not enforced for the whole run, by field name.
-    pub fn weak(&self) -> Vec<(&'static str, Enforced)> {
-        [
-            ("memory_mb", self.memory_mb),
-            ("cpu", self.cpu),
-            ("pids", self.pids),
-            ("timeout", self.timeout),
-            ("max_output_bytes", self.max_output_bytes),
-        ]
-        .into_iter()
-        .filter(|(_, e)| matches!(e, Enforced::PerProcess | Enforced::NotEnforced))
-        .collect()
-    }
 }
 
 /// Resource usage of a persistent sandbox, read from the host side.

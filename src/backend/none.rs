@@ -5,22 +5,23 @@
 //! private temporary work directory, and only fds 0–2 (plus the runner's close-on-exec report
 //! channel) in the interpreter.
 
-use super::supervised::{RunError, code_environment, interpreter_args, run_helper};
+use super::helper::{HelperBinary, Launch, RunError, run_helper};
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::interpreter::Interpreter;
+use crate::protocol::{HiddenMode, SupervisorConfig, fds};
 use crate::result::ExecutionResult;
-use crate::supervisor::{SUPERVISE_ARG, SupervisorBinary, SupervisorConfig};
+use crate::runner::{Invocation, RunnerArgs, code_environment};
 
 /// Runs code as a plain subprocess of `interpreter`, through `supervisor`.
 #[derive(Debug, Clone)]
 pub struct NoneBackend {
     interpreter: Interpreter,
-    supervisor: SupervisorBinary,
+    supervisor: HelperBinary,
 }
 
 impl NoneBackend {
-    pub fn new(interpreter: Interpreter, supervisor: SupervisorBinary) -> NoneBackend {
+    pub fn new(interpreter: Interpreter, supervisor: HelperBinary) -> NoneBackend {
         workspace::reap_stale();
         NoneBackend {
             interpreter,
@@ -55,31 +56,33 @@ impl Backend for NoneBackend {
     }
 }
 
-pub(super) fn run(
+fn run(
     interpreter: &Interpreter,
-    supervisor: &SupervisorBinary,
+    supervisor: &HelperBinary,
     request: &ExecutionRequest<'_>,
 ) -> Result<ExecutionResult, RunError> {
     let (_workspace, code_path, work_dir, stdin) =
         Workspace::for_request(request.code, request.stdin, "work").map_err(RunError::Workspace)?;
 
+    let work = work_dir.to_string_lossy();
     let config = SupervisorConfig {
-        program: interpreter.program().to_owned(),
-        args: interpreter_args(&code_path.to_string_lossy()),
-        env: code_environment(&work_dir.to_string_lossy(), &work_dir.to_string_lossy()),
+        interpreter: Invocation::new(
+            interpreter.program(),
+            RunnerArgs {
+                report_fd: fds::REPORT,
+                code_path: code_path.to_string_lossy().into_owned(),
+                pooled: None,
+            },
+            code_environment(&work, &work),
+        ),
         cwd: work_dir.clone(),
         memory_bytes: Some(request.limits.memory_mb.bytes()),
         sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),
     };
-    let config_json = serde_json::to_string(&config)
-        .map_err(|e| RunError::Supervisor(format!("cannot encode its config: {e}")))?;
-
-    run_helper(
-        supervisor.path(),
-        SUPERVISE_ARG,
-        &config_json,
-        stdin,
-        request,
-        BackendKind::None,
-    )
+    let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
+    let launch = Launch::Exec {
+        program: supervisor.path(),
+        mode: HiddenMode::Supervise,
+    };
+    run_helper(launch, &config_json, stdin, request, BackendKind::None)
 }

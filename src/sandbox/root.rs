@@ -2,7 +2,7 @@
 //! interpreter needs, generated `/etc` files, a fresh `/proc` with sensitive files masked, a
 //! tiny `/dev`, private size- and inode-limited tmpfs for `/tmp`, `/dev/shm` and `/work`, and
 //! the code at `/code/main.py`. Every mount is `nosuid`; all but the device binds `nodev`.
-//! Runs in the init, in its own mount namespace, before `pivot_root`.
+//! Built by the init, in its own mount namespace, before `pivot_root`.
 
 use std::fs::File;
 use std::io::Write;
@@ -10,7 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use super::{CODE_PATH, Exposure, SANDBOX_HOSTNAME, SANDBOX_UID, SandboxConfig};
+use super::{CODE_PATH, SANDBOX_HOSTNAME, SANDBOX_UID, WORK_DIR};
+use crate::protocol::{Exposure, SandboxConfig};
 use crate::sys::isolation;
 use crate::sys::mount::{
     self, ATTR_NODEV, ATTR_NOEXEC, ATTR_NOSUID, ATTR_RDONLY, bind, mount_fs, remount,
@@ -56,65 +57,113 @@ fn write_file(path: &Path, content: &[u8], mode: u32) -> std::io::Result<()> {
     f.set_permissions(std::fs::Permissions::from_mode(mode))
 }
 
-pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> {
+/// Builds the root in the init's own mount namespace, step by step, then pivots into it.
+pub(crate) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> {
     mount::make_all_private()?;
-    let root_size = code.len() as u64 + 4 * 1024 * 1024;
+    mount_root_tmpfs(config, code.len())?;
+    let sources = HostSources::open(config)?;
+    std::env::set_current_dir(&config.root_dir)?;
+    become_sandbox_user()?;
+    mount_private_filesystems(config, &sources)?;
+    bind_exposures(config, &sources)?;
+    write_etc()?;
+    mount_proc(&sources)?;
+    mount_dev(config, &sources)?;
+    write_code(code)?;
+    pivot_and_seal()
+}
+
+/// The read-only flags of every bind of host paths.
+const READ_ONLY: u64 = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV;
+
+/// The new root: a small tmpfs owned by the sandbox user.
+fn mount_root_tmpfs(config: &SandboxConfig, code_bytes: usize) -> std::io::Result<()> {
+    let root_size = code_bytes as u64 + 4 * 1024 * 1024;
     mount_fs(
         "tmpfs",
         &config.root_dir,
         libc::MS_NOSUID | libc::MS_NODEV,
         &format!("size={root_size},nr_inodes=4096,mode=755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
-    )?;
-    // Open every source while the init still has its original host identity.
-    let mut sources = Vec::new();
-    for exposure in &config.exposed {
-        if let Exposure::Dir(path) | Exposure::File(path) = exposure {
-            sources.push((exposure, open_path(path)?));
+    )
+}
+
+/// Every host path the root binds, opened while the init still has its original host
+/// identity (and never through a final symlink).
+struct HostSources<'a> {
+    exposed: Vec<(&'a Exposure, OwnedFd)>,
+    work: Option<OwnedFd>,
+    devices: Vec<(&'static str, OwnedFd)>,
+}
+
+impl<'a> HostSources<'a> {
+    fn open(config: &'a SandboxConfig) -> std::io::Result<HostSources<'a>> {
+        let mut exposed = Vec::new();
+        for exposure in &config.exposed {
+            if let Exposure::Dir(path) | Exposure::File(path) = exposure {
+                exposed.push((exposure, open_path(path)?));
+            }
         }
+        let work = config.work_dir.as_deref().map(open_path).transpose()?;
+        let devices = DEVICES
+            .iter()
+            .map(|d| Ok((*d, open_path(&Path::new("/dev").join(d))?)))
+            .collect::<std::io::Result<_>>()?;
+        Ok(HostSources {
+            exposed,
+            work,
+            devices,
+        })
     }
-    let work_source = config.work_dir.as_deref().map(open_path).transpose()?;
-    let devices: Vec<(&str, OwnedFd)> = DEVICES
-        .iter()
-        .map(|d| Ok((*d, open_path(&Path::new("/dev").join(d))?)))
-        .collect::<std::io::Result<_>>()?;
-    std::env::set_current_dir(&config.root_dir)?;
 
-    // From here on the init is the sandbox uid (mapped, so it can create files), keeping its
-    // capabilities inside the user namespace until the root is finished.
+    fn null(&self) -> &OwnedFd {
+        &self.devices[0].1
+    }
+}
+
+/// From here on the init is the sandbox uid (mapped, so it can create files), keeping its
+/// capabilities inside the user namespace until the root is finished.
+fn become_sandbox_user() -> std::io::Result<()> {
     isolation::keep_capabilities_across_setuid()?;
-    isolation::become_user(SANDBOX_UID, SANDBOX_UID)?;
+    isolation::become_user(SANDBOX_UID, SANDBOX_UID)
+}
 
-    let read_only = ATTR_RDONLY | ATTR_NOSUID | ATTR_NODEV;
-    // The private filesystems first: an exposed path below one of them (a virtual
-    // environment in /tmp, say) is then bound on top, not hidden underneath.
-    let private_tmpfs = |dir: &str, bytes: u64, mode: &str, flags: libc::c_ulong| {
-        std::fs::create_dir_all(dir)?;
-        mount_fs(
-            "tmpfs",
-            Path::new(dir),
-            libc::MS_NOSUID | libc::MS_NODEV | flags,
-            &format!(
-                "size={bytes},nr_inodes=16384,mode={mode},uid={SANDBOX_UID},gid={SANDBOX_UID}"
-            ),
-        )
-    };
+/// A private, size- and inode-limited tmpfs at `dir` (relative to the new root).
+fn private_tmpfs(dir: &str, bytes: u64, mode: &str, flags: libc::c_ulong) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    mount_fs(
+        "tmpfs",
+        Path::new(dir),
+        libc::MS_NOSUID | libc::MS_NODEV | flags,
+        &format!("size={bytes},nr_inodes=16384,mode={mode},uid={SANDBOX_UID},gid={SANDBOX_UID}"),
+    )
+}
+
+/// `/tmp` and `/work` first: an exposed path below one of them (a virtual environment in
+/// /tmp, say) is then bound on top, not hidden underneath.
+fn mount_private_filesystems(
+    config: &SandboxConfig,
+    sources: &HostSources<'_>,
+) -> std::io::Result<()> {
     private_tmpfs("tmp", config.tmp_bytes, "1777", 0)?;
-    let work = super::WORK_DIR.trim_start_matches('/');
-    match &work_source {
+    let work = WORK_DIR.trim_start_matches('/');
+    match &sources.work {
         // A persistent sandbox's work directory (owned by the sandbox's host uid).
         Some(fd) => {
             std::fs::create_dir_all(work)?;
-            bind(&fd_path(fd), Path::new(work), ATTR_NOSUID | ATTR_NODEV)?;
+            bind(&fd_path(fd), Path::new(work), ATTR_NOSUID | ATTR_NODEV)
         }
-        None => private_tmpfs(work, config.work_bytes, "700", 0)?,
+        None => private_tmpfs(work, config.work_bytes, "700", 0),
     }
+}
 
-    for (exposure, fd) in &sources {
+/// The exposed host directories and files, read-only at their own paths; then the symlinks.
+fn bind_exposures(config: &SandboxConfig, sources: &HostSources<'_>) -> std::io::Result<()> {
+    for (exposure, fd) in &sources.exposed {
         match exposure {
             Exposure::Dir(path) => {
                 let target = inside(path);
                 std::fs::create_dir_all(&target)?;
-                bind(&fd_path(fd), &target, read_only)?;
+                bind(&fd_path(fd), &target, READ_ONLY)?;
             }
             Exposure::File(path) => {
                 let target = inside(path);
@@ -122,7 +171,7 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
                     std::fs::create_dir_all(parent)?;
                 }
                 File::create(&target)?;
-                bind(&fd_path(fd), &target, read_only)?;
+                bind(&fd_path(fd), &target, READ_ONLY)?;
             }
             Exposure::Symlink { .. } => {}
         }
@@ -136,9 +185,11 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
             std::os::unix::fs::symlink(target, &link)?;
         }
     }
-    write_etc()?;
+    Ok(())
+}
 
-    // /proc for the new PID namespace, with the host-revealing parts masked.
+/// /proc for the new PID namespace, with the host-revealing parts masked.
+fn mount_proc(sources: &HostSources<'_>) -> std::io::Result<()> {
     std::fs::create_dir_all("proc")?;
     mount_fs(
         "proc",
@@ -146,22 +197,24 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
         libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
         "",
     )?;
-    let null = &devices[0].1;
     for name in PROC_MASKED_FILES {
         let target = Path::new("proc").join(name);
         if target.exists() {
-            bind(&fd_path(null), &target, read_only | ATTR_NOEXEC)?;
+            bind(&fd_path(sources.null()), &target, READ_ONLY | ATTR_NOEXEC)?;
         }
     }
     for name in PROC_READ_ONLY_DIRS {
         let target = Path::new("proc").join(name);
         if target.is_dir() {
-            bind(&target, &target, read_only | ATTR_NOEXEC)?;
+            bind(&target, &target, READ_ONLY | ATTR_NOEXEC)?;
         }
     }
+    Ok(())
+}
 
-    // A tiny /dev: the harmless devices, bound from the host (a tmpfs made in a user
-    // namespace cannot hold working device nodes), and a private /dev/shm.
+/// A tiny /dev: the harmless devices, bound from the host (a tmpfs made in a user namespace
+/// cannot hold working device nodes), the usual links, and a private /dev/shm.
+fn mount_dev(config: &SandboxConfig, sources: &HostSources<'_>) -> std::io::Result<()> {
     std::fs::create_dir_all("dev")?;
     mount_fs(
         "tmpfs",
@@ -169,7 +222,7 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
         libc::MS_NOSUID | libc::MS_NOEXEC,
         &format!("size=64k,nr_inodes=64,mode=755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
     )?;
-    for (name, fd) in &devices {
+    for (name, fd) in &sources.devices {
         let target = Path::new("dev").join(name);
         File::create(&target)?;
         bind(&fd_path(fd), &target, ATTR_NOSUID | ATTR_NOEXEC)?;
@@ -182,14 +235,20 @@ pub(super) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
     ] {
         std::os::unix::fs::symlink(target, Path::new("dev").join(link))?;
     }
-    private_tmpfs("dev/shm", config.tmp_bytes, "1777", libc::MS_NOEXEC)?;
+    private_tmpfs("dev/shm", config.tmp_bytes, "1777", libc::MS_NOEXEC)
+}
 
+/// The code, read-only, at [`CODE_PATH`].
+fn write_code(code: &[u8]) -> std::io::Result<()> {
     let code_path = inside(Path::new(CODE_PATH));
     if let Some(parent) = code_path.parent() {
         std::fs::create_dir_all(parent)?;
     }
-    write_file(&code_path, code, 0o444)?;
+    write_file(&code_path, code, 0o444)
+}
 
+/// Into the new root, the old one detached; `/` and `/dev` read-only.
+fn pivot_and_seal() -> std::io::Result<()> {
     mount::pivot_to_cwd()?;
     std::env::set_current_dir("/")?;
     remount(

@@ -28,6 +28,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendKind, Cancel};
 use crate::limits::Limits;
+use crate::lock::lock;
 use crate::result::ExecutionResult;
 use crate::tool::{CodeExecutionTool, ExecuteError, SandboxExecutor, ToolError};
 use metrics::Metrics;
@@ -119,16 +120,11 @@ struct LiveSandbox {
 
 impl LiveSandbox {
     fn touch(&self) {
-        *self.last_used.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        *lock(&self.last_used) = Instant::now();
     }
 
     fn idle_for(&self) -> Option<Duration> {
-        (self.running.load(Ordering::SeqCst) == 0).then(|| {
-            self.last_used
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .elapsed()
-        })
+        (self.running.load(Ordering::SeqCst) == 0).then(|| lock(&self.last_used).elapsed())
     }
 }
 
@@ -146,10 +142,6 @@ struct AppState {
 }
 
 type Shared = Arc<AppState>;
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// Runs blocking work off the async threads; a panic there becomes a 500 that says so (never
 /// for anything a client sent: the library does not panic on input).

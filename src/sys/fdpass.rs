@@ -165,17 +165,3 @@ pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
     // SAFETY: a new fd owned by nobody else; pidfd_open sets close-on-exec.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
-
-/// SIGKILL to the process behind a pidfd; one already gone is not an error.
-pub fn pidfd_kill(pidfd: BorrowedFd<'_>) {
-    // SAFETY: pidfd_send_signal with a NULL siginfo takes no memory from us.
-    unsafe {
-        libc::syscall(
-            libc::SYS_pidfd_send_signal,
-            pidfd.as_raw_fd(),
-            libc::SIGKILL,
-            std::ptr::null::<libc::siginfo_t>(),
-            0,
-        )
-    };
-}

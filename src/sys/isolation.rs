@@ -28,9 +28,13 @@ pub enum Forked {
 }
 
 /// `clone(flags | SIGCHLD)` with fork semantics: the child gets a copy of this process in the
-/// new namespaces. Only call from a single-threaded process (the sandbox helper is a fresh
-/// exec of our binary that has not started any thread).
-pub fn fork_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
+/// new namespaces.
+///
+/// # Safety
+/// This process must be single-threaded (the sandbox helper is a fresh exec of our binary, or
+/// a fresh fork of the zygote, that has not started any thread): a lock held by another
+/// thread would stay locked forever in the child's copy of memory.
+pub unsafe fn fork_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
     // SAFETY: a raw clone without CLONE_VM and with a null stack behaves like fork(): the child
     // continues on a copy of our stack. The caller guarantees this process is single-threaded,
     // so no lock is held by another thread in the child's copy of memory.
@@ -50,9 +54,13 @@ pub fn fork_into_namespaces(flags: libc::c_int) -> io::Result<Forked> {
     }
 }
 
-/// A plain fork, for a single-threaded process.
-pub fn fork() -> io::Result<Forked> {
-    fork_into_namespaces(0)
+/// A plain fork.
+///
+/// # Safety
+/// As for [`fork_into_namespaces`]: this process must be single-threaded.
+pub unsafe fn fork() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees what fork_into_namespaces requires.
+    unsafe { fork_into_namespaces(0) }
 }
 
 /// Enters new namespaces of the given kinds (`unshare(2)`).
@@ -244,22 +252,6 @@ pub fn loopback_up() -> io::Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// Sends `signal` to one process (positive pid only).
-pub fn signal(pid: libc::pid_t, signal: libc::c_int) {
-    if pid > 0 {
-        // SAFETY: kill takes integers; a positive pid addresses exactly one process.
-        unsafe { libc::kill(pid, signal) };
-    }
-}
-
-/// SIGKILL to every process this one may signal in its PID namespace, except itself (and the
-/// namespace's init, which this is when called by the sandbox's init). Atomic with respect to
-/// fork: a process forking meanwhile either is signalled or fails to fork.
-pub fn kill_all_others() {
-    // SAFETY: kill takes no pointers.
-    unsafe { libc::kill(-1, libc::SIGKILL) };
 }
 
 /// Ends this process at once with `code`, without running destructors or atexit handlers

@@ -4,8 +4,10 @@
 pub mod embed;
 pub mod fdpass;
 pub mod isolation;
+mod kill;
 pub mod mount;
 mod process;
 
 pub use isolation::landlock_abi;
+pub use kill::*;
 pub use process::*;

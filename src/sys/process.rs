@@ -49,7 +49,12 @@ impl ChildSetup {
 
     /// Applies the setup to this very process: for a child forked without `Command` (the
     /// zygote's helpers). Same calls as the pre-exec hook.
-    pub fn apply_here(&self) -> io::Result<()> {
+    ///
+    /// # Safety
+    /// The fds it overwrites and closes may have owners in this process: call it only in a
+    /// freshly forked child that never uses or drops those owners (it runs on, then ends
+    /// with `_exit`).
+    pub unsafe fn apply_here(&self) -> io::Result<()> {
         self.run_in_child()
     }
 
@@ -100,13 +105,21 @@ pub fn close_from(first: u32) {
 }
 
 /// Closes one fd this process holds by number (not through an owner).
-pub fn close_fd(fd: RawFd) {
-    // SAFETY: close takes no pointers; the caller names an fd nothing else will use.
+///
+/// # Safety
+/// No live owner (`OwnedFd`, `File`, …) of `fd` may be used or dropped afterwards: it would
+/// act on whatever later takes the number.
+pub unsafe fn close_fd(fd: RawFd) {
+    // SAFETY: close takes no pointers; the caller guarantees no owner of `fd` is used again.
     unsafe { libc::close(fd) };
 }
 
 /// Closes every fd except those in `keep`.
-pub fn close_fds_except(keep: &[RawFd]) {
+///
+/// # Safety
+/// As for [`close_fd`], for every fd not in `keep`: meant for a freshly forked process that
+/// then execs or ends with `_exit`, never touching the owners it inherited.
+pub unsafe fn close_fds_except(keep: &[RawFd]) {
     let mut keep: Vec<u32> = keep
         .iter()
         .filter_map(|&fd| u32::try_from(fd).ok())
@@ -116,7 +129,8 @@ pub fn close_fds_except(keep: &[RawFd]) {
     let mut next = 0u32;
     for fd in keep {
         if fd > next {
-            // SAFETY: close_range takes no pointers; closing fds this process owns.
+            // SAFETY: close_range takes no pointers; the caller guarantees that no owner of
+            // a closed fd is used again.
             unsafe { libc::syscall(libc::SYS_close_range, next, fd - 1, 0u32) };
         }
         next = fd + 1;
@@ -190,21 +204,6 @@ pub fn wait_any_child() -> io::Result<Option<(libc::pid_t, ExitStatus)>> {
     }
 }
 
-/// Sends SIGKILL to one process. A process that is already gone is not an error.
-pub fn kill_process(pid: libc::pid_t) {
-    if pid > 0 {
-        // SAFETY: kill takes no pointers; a positive pid addresses exactly one process.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-}
-
-/// Sends SIGKILL to a process, with a check that the pid is positive (never a group or -1).
-pub fn kill_pid(pid: u32) {
-    if let Ok(pid) = libc::pid_t::try_from(pid) {
-        kill_process(pid);
-    }
-}
-
 /// CPU time (user + system) and the largest peak resident set of all reaped descendants.
 pub fn children_usage() -> (std::time::Duration, u64) {
     // SAFETY: an all-zero rusage is a valid value of this plain C struct.
@@ -236,7 +235,11 @@ pub fn page_size() -> u64 {
 
 /// Takes ownership of an fd this process inherited at a known number, after checking that it
 /// is open, and marks it close-on-exec so it reaches no further child.
-pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+///
+/// # Safety
+/// Nothing else in this process may own `fd`: each inherited number is taken once, and not
+/// after something else was opened at it.
+pub unsafe fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: F_GETFD/F_SETFD take no pointers.
     let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
     if flags < 0 {
@@ -246,8 +249,7 @@ pub fn take_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     if unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) } < 0 {
         return Err(io::Error::last_os_error());
     }
-    // SAFETY: the fd is open (checked above) and this function is its single owner by
-    // contract: callers take each inherited number once.
+    // SAFETY: the fd is open (checked above) and the caller guarantees it has no other owner.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

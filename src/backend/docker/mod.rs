@@ -3,7 +3,7 @@
 //! user, init, log driver off, memory = memory+swap, nano-CPUs, pids). One-shot runs create,
 //! run and remove a container; persistent sandboxes keep one and run many executions in it.
 //! The code reaches the container on the stdin of an exec, runs under our wrapper, and the
-//! verdict is decided as for the other backends (`supervised::verdict`).
+//! verdict is decided as for the other backends (`backend::verdict`).
 
 mod engine;
 mod owner;
@@ -14,10 +14,12 @@ use std::time::Duration;
 use engine::{ContainerSpec, ExecOutcome, ExecSpec, KillMode, Stop, UsageSource};
 pub use engine::{DockerError, Engine, LABEL, OWNER_LABEL};
 
-use super::supervised::{self, Exit, RUNNER, StopReason, Stream};
+use super::verdict::{self, Exit, StopReason, Stream};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest, SandboxUsage};
 use crate::limits::Limits;
-use crate::result::ExecutionResult;
+use crate::lock::lock;
+use crate::result::{ErrorType, ExecutionResult};
+use crate::runner::RUNNER;
 
 /// The image used when none is given (the seed's default).
 pub const DEFAULT_IMAGE: &str = "python:3.11-slim";
@@ -115,7 +117,7 @@ impl Backend for DockerBackend {
             Ok((mut result, _)) => {
                 // A one-shot container's OOM state covers the whole run.
                 if !result.success
-                    && result.error_type != Some(crate::ErrorType::MemoryLimit)
+                    && result.error_type != Some(ErrorType::MemoryLimit)
                     && result.signal.as_deref() == Some("SIGKILL")
                     && self.engine.oom_killed(&id)
                 {
@@ -171,10 +173,6 @@ impl std::fmt::Debug for DockerSandbox {
             .field("id", &self.id)
             .finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl DockerSandbox {
@@ -329,11 +327,8 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 
 fn mark_memory_limit(result: &mut ExecutionResult, request: &ExecutionRequest<'_>) {
     result.success = false;
-    result.error_type = Some(crate::ErrorType::MemoryLimit);
-    result.error = Some(format!(
-        "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
-        request.limits.memory_mb
-    ));
+    result.error_type = Some(ErrorType::MemoryLimit);
+    result.error = Some(verdict::memory_limit_message(&request.limits));
 }
 
 /// Runs one execution in a started container and decides its verdict. Returns the result
@@ -429,9 +424,8 @@ fn assemble(
     };
     let report = frame
         .as_ref()
-        .and_then(|f| supervised::parse_report(&f.report));
-    let mut result =
-        supervised::verdict(BackendKind::Docker, &exit, stop, report.as_ref(), request);
+        .and_then(|f| verdict::parse_report(&f.report));
+    let mut result = verdict::verdict(BackendKind::Docker, &exit, stop, report.as_ref(), request);
     result.output = String::from_utf8_lossy(&outcome.stdout).into_owned();
     result.stderr = String::from_utf8_lossy(&outcome.stderr).into_owned();
     result.truncated = outcome.stdout_truncated || stderr_truncated;

@@ -1,13 +1,13 @@
-//! Running one execution through a helper process of ours (the `none` supervisor or the native
-//! sandbox helper), both speaking the same protocol: fds 0–2 the code's streams, 3 the runner's
-//! report, 4 the helper's status (JSON lines), 5 control. This module owns what the host
-//! enforces and decides: the wall-clock timeout, the output caps (both streams drained
-//! concurrently), the kill request, and the verdict.
+//! The host's side of a helper process (the `none` supervisor, or the native sandbox's helper,
+//! started cold or forked by the zygote): finding the helper binary, starting it with the
+//! protocol's fds, and watching its run — the wall-clock timeout, the output caps (both
+//! streams drained concurrently), the kill request, the helper's status — then reaping it and
+//! handing what it saw to the verdict. Runs in the host process.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, PipeReader, Read, Seek, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::Path;
+use std::io::{BufRead, BufReader, PipeReader, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
@@ -15,40 +15,14 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
-use super::{BackendKind, ExecutionRequest};
-use crate::result::{ErrorType, ExecutionResult, Sample, signal_name};
-use crate::sandbox::zygote::{ForkedHelper, Zygote};
-use crate::supervisor::{CONFIG_FD, CONTROL_FD, REPORT_FD, STATUS_FD, SupervisorEvent};
+use super::verdict::{self, Exit, StopReason, Stream};
+use super::{BackendKind, CANCEL_POLL, Cancel, ExecutionRequest};
+use crate::cgroup::CgroupError;
+use crate::protocol::{self, HiddenMode, StatusEvent, fds};
+use crate::result::{ExecutionResult, Sample};
 use crate::sys::{self, ChildSetup};
 
-/// The runner script that executes the code inside the interpreter.
-pub const RUNNER: &str = include_str!("../runner.py");
-
-/// The interpreter's arguments: isolated mode, unbuffered streams, the runner, its report fd
-/// and the code's path (the code itself never travels in argv).
-pub(crate) fn interpreter_args(code_path: &str) -> Vec<String> {
-    vec![
-        "-I".into(),
-        "-u".into(),
-        "-c".into(),
-        RUNNER.into(),
-        REPORT_FD.to_string(),
-        code_path.into(),
-    ]
-}
-
-/// The only environment that reaches the code.
-pub(crate) fn code_environment(home: &str, tmp: &str) -> Vec<(String, String)> {
-    vec![
-        ("PATH".into(), "/usr/local/bin:/usr/bin:/bin".into()),
-        ("LANG".into(), "C.UTF-8".into()),
-        ("LC_ALL".into(), "C.UTF-8".into()),
-        ("HOME".into(), home.into()),
-        ("TMPDIR".into(), tmp.into()),
-    ]
-}
-
-/// How long the supervisor gets to kill everything and report after being told to.
+/// How long the helper gets to kill everything and report after being told to.
 const KILL_GRACE: Duration = Duration::from_secs(5);
 /// How long the output streams get to reach EOF once the run has ended.
 const DRAIN_GRACE: Duration = Duration::from_secs(2);
@@ -62,34 +36,36 @@ pub enum RunError {
     Workspace(#[source] std::io::Error),
     #[error("cannot create a pipe: {0}")]
     Pipe(#[source] std::io::Error),
-    #[error("cannot start the supervisor {path}: {source}")]
+    #[error("cannot encode the helper's config: {0}")]
+    Config(#[source] serde_json::Error),
+    #[error("cannot start the helper {path}: {source}")]
     Spawn {
         path: String,
         #[source]
         source: std::io::Error,
     },
-    #[error("the supervisor failed: {0}")]
-    Supervisor(String),
-    #[error("the supervisor ended without reporting how the run ended")]
+    #[error("the zygote could not fork the helper: {0}")]
+    Zygote(String),
+    #[error("the run's cgroup: {0}")]
+    Cgroup(#[from] CgroupError),
+    #[error("the helper failed: {0}")]
+    HelperFailed(String),
+    #[error("the helper did not stop the run within {} s of the kill", KILL_GRACE.as_secs())]
+    KillTimedOut,
+    #[error("the helper ended without reporting how the run ended")]
     NoStatus,
-}
-
-/// What the host saw happen, in the order it decides the verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum StopReason {
-    Timeout,
-    Cancelled,
-    OutputLimit(Stream),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Stream {
-    Stdout,
-    Stderr,
+    #[error("a pre-started sandbox {0}")]
+    NotReady(&'static str),
+    #[error("pre-started sandboxes need cgroups (their limits change when code arrives)")]
+    NeedsCgroups,
+    #[error("a pre-started sandbox lost its cgroup")]
+    LostCgroup,
+    #[error("this sandbox has been cleaned up")]
+    CleanedUp,
 }
 
 enum Event {
-    Supervisor(SupervisorEvent),
+    Status(StatusEvent),
     StatusClosed,
     OutputCapReached(Stream),
     StreamClosed,
@@ -102,17 +78,105 @@ struct Capture {
     truncated: bool,
 }
 
-/// Runs one helper process (`program MODE`, its config on fd 6) with the standard fd layout, enforces the
-/// timeout and output caps from outside, and turns what it reports into a result.
+/// Where the helper program is: the `code-exec` binary (or any binary that calls
+/// [`run_if_requested`](crate::process::run_if_requested) first thing in `main`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelperBinary(PathBuf);
+
+/// Environment variable naming the helper binary explicitly.
+pub const HELPER_ENV: &str = "CODE_EXEC_SUPERVISOR";
+
+impl HelperBinary {
+    /// A binary known to handle the hidden modes.
+    pub fn at(path: impl Into<PathBuf>) -> HelperBinary {
+        HelperBinary(path.into())
+    }
+
+    /// Finds the helper: `$CODE_EXEC_SUPERVISOR`, this very program when it is `code-exec`, a
+    /// `code-exec` beside this program or one directory up (cargo puts test binaries in
+    /// `target/*/deps`), then `code-exec` on `PATH`.
+    pub fn locate() -> Result<HelperBinary, String> {
+        if let Some(path) = std::env::var_os(HELPER_ENV) {
+            let path = PathBuf::from(path);
+            return if is_executable(&path) {
+                Ok(HelperBinary(path))
+            } else {
+                Err(format!(
+                    "{HELPER_ENV}={} is not an executable file",
+                    path.display()
+                ))
+            };
+        }
+        let mut candidates = Vec::new();
+        if let Ok(exe) = std::env::current_exe() {
+            if exe.file_name().is_some_and(|n| n == "code-exec") {
+                candidates.push(exe.clone());
+            }
+            if let Some(dir) = exe.parent() {
+                candidates.push(dir.join("code-exec"));
+                if let Some(up) = dir.parent() {
+                    candidates.push(up.join("code-exec"));
+                }
+            }
+        }
+        if let Some(path) = std::env::var_os("PATH") {
+            candidates.extend(std::env::split_paths(&path).map(|d| d.join("code-exec")));
+        }
+        candidates
+            .into_iter()
+            .find(|c| is_executable(c))
+            .map(HelperBinary)
+            .ok_or_else(|| {
+                format!(
+                    "the code-exec helper binary was not found (looked beside this program and on PATH): build it with `cargo build --release`, or set {HELPER_ENV}"
+                )
+            })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// A helper forked by someone else (the zygote): not this process's child, so it is watched
+/// through its pidfd.
+#[derive(Debug)]
+pub(crate) struct ForkedHelper {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// What can fork a helper for a run, given its config and the six fds of [`fds::RUN`] (the
+/// zygote's handle).
+pub(crate) trait ForkHelper {
+    fn fork_helper(
+        &self,
+        config_json: &str,
+        run_fds: &[RawFd; 6],
+    ) -> Result<ForkedHelper, RunError>;
+}
+
+/// How a run's helper starts: exec'd as `program MODE`, or forked by a [`ForkHelper`].
+pub(crate) enum Launch<'a> {
+    Exec { program: &'a Path, mode: HiddenMode },
+    Fork(&'a dyn ForkHelper),
+}
+
+/// Runs one helper with the protocol's fds, enforces the timeout and output caps from
+/// outside, and turns what it reports into a result.
 pub(crate) fn run_helper(
-    program: &Path,
-    mode: &str,
+    launch: Launch<'_>,
     config_json: &str,
     stdin: File,
     request: &ExecutionRequest<'_>,
     backend: BackendKind,
 ) -> Result<ExecutionResult, RunError> {
-    spawn_helper(program, mode, config_json, stdin.into(), None)?.finish(request, backend, None)
+    spawn_helper(launch, config_json, stdin.into())?.finish(request, backend, None)
 }
 
 /// The helper process of a run: our child, or one the zygote forked (watched by pidfd).
@@ -153,22 +217,13 @@ impl HelperProcess {
 
     fn kill(&mut self) {
         match self {
-            HelperProcess::Child(child) => sys::kill_pid(child.id()),
-            HelperProcess::Forked(forked) => sys::fdpass::pidfd_kill(forked.pidfd.as_fd()),
+            HelperProcess::Child(child) => sys::kill(child.id()),
+            HelperProcess::Forked(forked) => sys::kill_pidfd(forked.pidfd.as_fd()),
         }
     }
 }
 
-/// The helper's config as an fd (numbered 10 or more, close-on-exec): an unlinked file, not
-/// argv, which anyone can read (including, through /proc/1/cmdline, the sandboxed code).
-pub(crate) fn config_fd(config_json: &str) -> std::io::Result<OwnedFd> {
-    let mut file = tempfile::tempfile()?;
-    file.write_all(config_json.as_bytes())?;
-    file.seek(std::io::SeekFrom::Start(0))?;
-    sys::dup_at_least(file.as_fd(), 10)
-}
-
-/// A helper process started with the standard fd layout, whose run is not watched yet (a
+/// A helper process started with the protocol's fds, whose run is not watched yet (a
 /// pre-started sandbox waits for its code like this). Dropping it unwatched tells the helper
 /// to kill everything it started.
 pub(crate) struct SpawnedHelper {
@@ -195,20 +250,18 @@ impl std::fmt::Debug for SpawnedHelper {
 impl Drop for SpawnedHelper {
     fn drop(&mut self) {
         if let Some(mut parts) = self.parts.take() {
-            let _ = parts.control.write_all(b"k");
-            reap_supervisor(&mut parts.child, false);
+            let _ = parts.control.write_all(protocol::KILL);
+            reap_helper(&mut parts.child, false);
         }
     }
 }
 
-/// Starts `program MODE` with its config on fd 6 and the standard fds — or, given a zygote
-/// (native runs only), has the zygote fork the helper, the same fds passed over its socket.
+/// Starts a run's helper with the protocol's fds: exec'd with its config on fd 6, or forked
+/// with the same fds passed over the zygote's socket.
 pub(crate) fn spawn_helper(
-    program: &Path,
-    mode: &str,
+    launch: Launch<'_>,
     config_json: &str,
     stdin: OwnedFd,
-    zygote: Option<&Zygote>,
 ) -> Result<SpawnedHelper, RunError> {
     let (stdout_r, stdout_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (stderr_r, stderr_w) = std::io::pipe().map_err(RunError::Pipe)?;
@@ -216,53 +269,57 @@ pub(crate) fn spawn_helper(
     let (status_r, status_w) = std::io::pipe().map_err(RunError::Pipe)?;
     let (control_r, control_w) = std::io::pipe().map_err(RunError::Pipe)?;
 
-    let child = if let Some(zygote) = zygote {
-        let fds = [
-            stdin.as_raw_fd(),
-            stdout_w.as_raw_fd(),
-            stderr_w.as_raw_fd(),
-            report_w.as_raw_fd(),
-            status_w.as_raw_fd(),
-            control_r.as_raw_fd(),
-        ];
-        let forked = zygote
-            .fork_helper(config_json, &fds)
-            .map_err(RunError::Supervisor)?;
-        // The helper holds the only other copies now (see below).
-        drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
-        HelperProcess::Forked(forked)
-    } else {
-        // Sources sit above every target number, so moving them cannot clobber each other.
-        let report_hi = sys::dup_at_least(report_w.as_fd(), 10).map_err(RunError::Pipe)?;
-        let status_hi = sys::dup_at_least(status_w.as_fd(), 10).map_err(RunError::Pipe)?;
-        let control_hi = sys::dup_at_least(control_r.as_fd(), 10).map_err(RunError::Pipe)?;
-        let config_hi = config_fd(config_json).map_err(RunError::Workspace)?;
-        let mut cmd = Command::new(program);
-        cmd.arg(mode)
-            .env_clear()
-            .stdin(Stdio::from(stdin))
-            .stdout(Stdio::from(stdout_w))
-            .stderr(Stdio::from(stderr_w));
-        ChildSetup {
-            fds: vec![
-                (report_hi.as_raw_fd(), REPORT_FD),
-                (status_hi.as_raw_fd(), STATUS_FD),
-                (control_hi.as_raw_fd(), CONTROL_FD),
-                (config_hi.as_raw_fd(), CONFIG_FD),
-            ],
-            close_from: Some((CONFIG_FD + 1) as u32),
-            rlimits: Vec::new(),
-            new_process_group: true,
+    let child = match launch {
+        Launch::Fork(forker) => {
+            // In the order of `fds::RUN`.
+            let run_fds = [
+                stdin.as_raw_fd(),
+                stdout_w.as_raw_fd(),
+                stderr_w.as_raw_fd(),
+                report_w.as_raw_fd(),
+                status_w.as_raw_fd(),
+                control_r.as_raw_fd(),
+            ];
+            let forked = forker.fork_helper(config_json, &run_fds)?;
+            // The helper holds the only other copies now (see below).
+            drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
+            HelperProcess::Forked(forked)
         }
-        .apply(&mut cmd);
-        let spawned = cmd.spawn().map_err(|source| RunError::Spawn {
-            path: program.display().to_string(),
-            source,
-        })?;
-        // `cmd`, the write ends and the high duplicates drop here: the child holds the only
-        // copies, so every stream reaches EOF when the run's last process is gone.
-        drop((report_w, status_w, control_r));
-        HelperProcess::Child(spawned)
+        Launch::Exec { program, mode } => {
+            // Sources sit above every target number, so moving them cannot clobber each other.
+            let high =
+                |fd: BorrowedFd<'_>| sys::dup_at_least(fd, fds::HIGH).map_err(RunError::Pipe);
+            let report_hi = high(report_w.as_fd())?;
+            let status_hi = high(status_w.as_fd())?;
+            let control_hi = high(control_r.as_fd())?;
+            let config_hi = protocol::config_fd(config_json).map_err(RunError::Workspace)?;
+            let mut cmd = Command::new(program);
+            cmd.arg(mode.arg())
+                .env_clear()
+                .stdin(Stdio::from(stdin))
+                .stdout(Stdio::from(stdout_w))
+                .stderr(Stdio::from(stderr_w));
+            ChildSetup {
+                fds: vec![
+                    (report_hi.as_raw_fd(), fds::REPORT),
+                    (status_hi.as_raw_fd(), fds::STATUS),
+                    (control_hi.as_raw_fd(), fds::CONTROL),
+                    (config_hi.as_raw_fd(), fds::CONFIG),
+                ],
+                close_from: Some((fds::CONFIG + 1) as u32),
+                rlimits: Vec::new(),
+                new_process_group: true,
+            }
+            .apply(&mut cmd);
+            let spawned = cmd.spawn().map_err(|source| RunError::Spawn {
+                path: program.display().to_string(),
+                source,
+            })?;
+            // `cmd`, the write ends and the high duplicates drop here: the child holds the
+            // only copies, so every stream reaches EOF when the run's last process is gone.
+            drop((report_w, status_w, control_r));
+            HelperProcess::Child(spawned)
+        }
     };
     Ok(SpawnedHelper {
         parts: Some(HelperParts {
@@ -283,13 +340,9 @@ impl SpawnedHelper {
         let parts = self.parts.as_mut().ok_or(RunError::NoStatus)?;
         let mut byte = [0u8; 1];
         match parts.report.read_exact(&mut byte) {
-            Ok(()) if byte == *b"R" => Ok(()),
-            Ok(()) => Err(RunError::Supervisor(
-                "a pre-started sandbox sent something else than ready".into(),
-            )),
-            Err(e) => Err(RunError::Supervisor(format!(
-                "a pre-started sandbox ended before it was ready: {e}"
-            ))),
+            Ok(()) if byte == *protocol::RUNNER_READY => Ok(()),
+            Ok(()) => Err(RunError::NotReady("sent something else than ready")),
+            Err(_) => Err(RunError::NotReady("ended before it was ready")),
         }
     }
 
@@ -363,9 +416,12 @@ fn watch_helper(
         }
     }
     drop(control_w);
-    reap_supervisor(&mut child, outcome.exit.is_some());
+    reap_helper(&mut child, outcome.exit.is_some());
 
-    let report = report.lock().map(|r| parse_report(&r)).unwrap_or(None);
+    let report = report
+        .lock()
+        .map(|r| verdict::parse_report(&r))
+        .unwrap_or(None);
     let take = |c: &Arc<Mutex<Capture>>| {
         c.lock()
             .map(|c| (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated))
@@ -378,12 +434,12 @@ fn watch_helper(
         Some(exit) => exit,
         None => {
             return Err(match outcome.failure {
-                Some(message) => RunError::Supervisor(message),
+                Some(failure) => failure,
                 None => RunError::NoStatus,
             });
         }
     };
-    let mut result = verdict(backend, &exit, outcome.stop, report.as_ref(), request);
+    let mut result = verdict::verdict(backend, &exit, outcome.stop, report.as_ref(), request);
     result.output = output;
     result.stderr = stderr_text;
     result.truncated = out_truncated || err_truncated;
@@ -433,8 +489,8 @@ fn capture_stream(
 fn read_status(pipe: PipeReader, tx: Sender<Event>) {
     for line in BufReader::new(pipe).lines() {
         let Ok(line) = line else { break };
-        if let Ok(event) = serde_json::from_str::<SupervisorEvent>(&line)
-            && tx.send(Event::Supervisor(event)).is_err()
+        if let Some(event) = StatusEvent::parse(&line)
+            && tx.send(Event::Status(event)).is_err()
         {
             return;
         }
@@ -442,22 +498,11 @@ fn read_status(pipe: PipeReader, tx: Sender<Event>) {
     let _ = tx.send(Event::StatusClosed);
 }
 
-/// How the run ended as the supervisor told it.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Exit {
-    pub(super) code: Option<i32>,
-    pub(super) signal: Option<i32>,
-    pub(super) cpu_time_ms: f64,
-    pub(super) peak_memory_bytes: u64,
-    pub(super) memory_limit_hit: bool,
-    pub(super) duration: Duration,
-}
-
 #[derive(Default)]
 struct Outcome {
     exit: Option<Exit>,
     stop: Option<StopReason>,
-    failure: Option<String>,
+    failure: Option<RunError>,
     samples: Vec<Sample>,
     streams_closed: usize,
 }
@@ -467,9 +512,9 @@ fn watch(
     rx: &Receiver<Event>,
     control: &mut impl Write,
     timeout: Duration,
-    cancel: Option<&super::Cancel>,
+    cancel: Option<&Cancel>,
     delivered: Option<Instant>,
-    supervisor: &mut HelperProcess,
+    helper: &mut HelperProcess,
 ) -> Outcome {
     let mut outcome = Outcome::default();
     // A pre-started run's clock starts when its code arrives, not when its interpreter did.
@@ -483,7 +528,7 @@ fn watch(
                 kill_sent_at: &mut Option<Instant>| {
         if outcome.stop.is_none() {
             outcome.stop = Some(reason);
-            let _ = control.write_all(b"k");
+            let _ = control.write_all(protocol::KILL);
             *kill_sent_at = Some(Instant::now());
         }
     };
@@ -494,10 +539,10 @@ fn watch(
             None => (started.unwrap_or(spawned) + timeout).saturating_duration_since(now),
         };
         let wait = match cancel {
-            Some(_) => wait.min(super::CANCEL_POLL),
+            Some(_) => wait.min(CANCEL_POLL),
             None => wait,
         };
-        if kill_sent_at.is_none() && cancel.is_some_and(super::Cancel::is_cancelled) {
+        if kill_sent_at.is_none() && cancel.is_some_and(Cancel::is_cancelled) {
             stop(
                 &mut outcome,
                 StopReason::Cancelled,
@@ -507,12 +552,12 @@ fn watch(
             continue;
         }
         match rx.recv_timeout(wait) {
-            Ok(Event::Supervisor(SupervisorEvent::Started { .. })) => {
+            Ok(Event::Status(StatusEvent::Started { .. })) => {
                 if delivered.is_none() {
                     started = Some(Instant::now());
                 }
             }
-            Ok(Event::Supervisor(SupervisorEvent::Sample {
+            Ok(Event::Status(StatusEvent::Sample {
                 elapsed_ms,
                 cpu_percent,
                 memory_bytes,
@@ -523,7 +568,7 @@ fn watch(
                 memory_mb: memory_bytes as f64 / (1024.0 * 1024.0),
                 pids,
             }),
-            Ok(Event::Supervisor(SupervisorEvent::Exit {
+            Ok(Event::Status(StatusEvent::Exit {
                 code,
                 signal,
                 cpu_time_ms,
@@ -540,8 +585,8 @@ fn watch(
                 });
                 return outcome;
             }
-            Ok(Event::Supervisor(SupervisorEvent::Failed { message })) => {
-                outcome.failure = Some(message);
+            Ok(Event::Status(StatusEvent::Failed { message })) => {
+                outcome.failure = Some(RunError::HelperFailed(message));
             }
             Ok(Event::OutputCapReached(stream)) => {
                 stop(
@@ -560,11 +605,10 @@ fn watch(
                     Some(at) if now < at + KILL_GRACE => {}
                     None if now < started.unwrap_or(spawned) + timeout => {}
                     Some(_) => {
-                        // The supervisor did not finish its kill in time: stop it by force.
+                        // The helper did not finish its kill in time: stop it by force.
                         // Its control channel closing would make a live one kill the rest.
-                        supervisor.kill();
-                        outcome.failure =
-                            Some("the supervisor did not stop the run in time".into());
+                        helper.kill();
+                        outcome.failure = Some(RunError::KillTimedOut);
                         return outcome;
                     }
                     None => stop(
@@ -579,9 +623,9 @@ fn watch(
     }
 }
 
-/// Collects the supervisor's exit status. After its exit report it is already on its way out
+/// Collects the helper's exit status. After its exit report it is already on its way out
 /// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
-fn reap_supervisor(child: &mut HelperProcess, reported_exit: bool) {
+fn reap_helper(child: &mut HelperProcess, reported_exit: bool) {
     if reported_exit {
         // A helper forked by the zygote is the zygote's to reap: after its report it only
         // tears down the sandbox's namespaces, which the result need not wait for.
@@ -602,145 +646,4 @@ fn reap_supervisor(child: &mut HelperProcess, reported_exit: bool) {
         }
         std::thread::sleep(Duration::from_millis(1));
     }
-}
-
-/// The runner's account of an uncaught exception or a `sys.exit` with a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Report {
-    phase: String,
-    name: String,
-    line: usize,
-    column: usize,
-    message: String,
-}
-
-pub(super) fn parse_report(bytes: &[u8]) -> Option<Report> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut parts = text.splitn(5, '\0');
-    let phase = parts.next()?.to_owned();
-    let name = parts.next()?.to_owned();
-    let line = parts.next()?.parse().unwrap_or(0);
-    let column = parts.next()?.parse().unwrap_or(0);
-    let message = parts.next()?.to_owned();
-    let valid_name = !name.is_empty()
-        && name.len() <= 200
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-    valid_name.then_some(Report {
-        phase,
-        name,
-        line,
-        column,
-        message,
-    })
-}
-
-/// Decides the verdict: limits seen from outside first, then the runner's report, then the
-/// exit status.
-pub(super) fn verdict(
-    backend: BackendKind,
-    exit: &Exit,
-    stop: Option<StopReason>,
-    report: Option<&Report>,
-    request: &ExecutionRequest<'_>,
-) -> ExecutionResult {
-    let mut result = ExecutionResult::sandbox_error(backend.as_str(), String::new());
-    result.exit_code = exit.code;
-    result.signal = exit.signal.map(signal_name);
-    result.duration_ms = exit.duration.as_secs_f64() * 1000.0;
-    result.cpu_time_ms = exit.cpu_time_ms;
-    result.peak_memory_mb = exit.peak_memory_bytes as f64 / (1024.0 * 1024.0);
-    let limits = &request.limits;
-    let (error_type, error) = match (stop, report) {
-        // An OOM kill is the root cause of whatever followed it (often a hang, then a timeout).
-        _ if exit.memory_limit_hit => (
-            Some(ErrorType::MemoryLimit),
-            Some(format!(
-                "the memory limit of {} MB was exceeded (killed by the kernel's OOM killer)",
-                limits.memory_mb
-            )),
-        ),
-        (Some(StopReason::Cancelled), _) => (
-            Some(ErrorType::Cancelled),
-            Some("the execution was cancelled by its caller".into()),
-        ),
-        (Some(StopReason::Timeout), _) => (
-            Some(ErrorType::Timeout),
-            Some(format!(
-                "execution timed out after {} s",
-                limits.timeout.get().as_secs_f64()
-            )),
-        ),
-        (Some(StopReason::OutputLimit(stream)), _) => (
-            Some(ErrorType::OutputLimit),
-            Some(format!(
-                "{} exceeded the output limit of {} bytes",
-                match stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
-                },
-                limits.max_output_bytes
-            )),
-        ),
-        (None, Some(r)) if r.phase == "compile" => {
-            result.line = (r.line > 0).then_some(r.line);
-            result.column = (r.column > 0).then_some(r.column);
-            let message = if r.name == "SyntaxError"
-                || r.name == "IndentationError"
-                || r.name == "TabError"
-            {
-                format!("{} (line {}, column {})", r.message, r.line, r.column)
-            } else {
-                format!(
-                    "the interpreter could not compile the code: {}: {}",
-                    r.name, r.message
-                )
-            };
-            (Some(ErrorType::SyntaxError), Some(message))
-        }
-        (None, Some(r)) if r.phase == "run" && r.name == "MemoryError" => (
-            Some(ErrorType::MemoryLimit),
-            Some(format!(
-                "MemoryError{} (memory limit {} MB)",
-                if r.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.message)
-                },
-                limits.memory_mb
-            )),
-        ),
-        (None, Some(r)) if r.phase == "run" => (
-            Some(ErrorType::Exception(r.name.clone())),
-            Some(if r.message.is_empty() {
-                r.name.clone()
-            } else {
-                format!("{}: {}", r.name, r.message)
-            }),
-        ),
-        _ => match (exit.code, exit.signal) {
-            (_, Some(signal)) => (
-                Some(ErrorType::Crash),
-                Some(format!("killed by signal {}", signal_name(signal))),
-            ),
-            (Some(0), None) => (None, None),
-            (Some(code), None) => {
-                let detail = report
-                    .filter(|r| r.phase == "exit")
-                    .map(|r| format!(": {}", r.message))
-                    .unwrap_or_default();
-                (
-                    Some(ErrorType::Exit),
-                    Some(format!("exited with status {code}{detail}")),
-                )
-            }
-            (None, None) => (
-                Some(ErrorType::SandboxError),
-                Some("the supervisor lost track of the main process".into()),
-            ),
-        },
-    };
-    result.success = error_type.is_none();
-    result.error_type = error_type;
-    result.error = error;
-    result
 }

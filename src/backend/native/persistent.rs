@@ -1,0 +1,181 @@
+//! Persistent native sandboxes: one cgroup, one host uid and one work directory for many
+//! executions, with live limits and usage. Host side.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{NativeBackend, Place, cgroup_limits, host_ids};
+use crate::backend::helper::RunError;
+use crate::backend::workspace::Workspace;
+use crate::backend::{BackendKind, ExecutionRequest, SandboxUsage};
+use crate::cgroup::RunCgroup;
+use crate::limits::Limits;
+use crate::lock::lock;
+use crate::result::ExecutionResult;
+
+impl NativeBackend {
+    /// Creates a persistent sandbox: one cgroup, one host uid and one work directory for
+    /// many executions. Files in `/work` persist between its executions; processes do not.
+    pub fn create_sandbox(self: &Arc<Self>, limits: Limits) -> Result<NativeSandbox, RunError> {
+        let n = super::next_run_number();
+        let ids = host_ids::host_ids(n);
+        let workspace = Workspace::create().map_err(RunError::Workspace)?;
+        let work_dir = workspace.subdir("work").map_err(RunError::Workspace)?;
+        // As root the work directory is a size- and inode-limited tmpfs owned by the
+        // sandbox's uid; an unprivileged user cannot mount on the host, so there it is a
+        // plain directory of the user's.
+        let work_mounted = ids.0 != crate::sys::effective_uid()
+            && crate::sys::mount::mount_fs(
+                "tmpfs",
+                &work_dir,
+                libc::MS_NOSUID | libc::MS_NODEV,
+                &format!(
+                    "size={},nr_inodes=16384,mode=700,uid={},gid={}",
+                    limits.memory_mb.bytes(),
+                    ids.0,
+                    ids.1
+                ),
+            )
+            .is_ok();
+        if !work_mounted && ids.0 != crate::sys::effective_uid() {
+            std::os::unix::fs::chown(&work_dir, Some(ids.0), Some(ids.1))
+                .map_err(RunError::Workspace)?;
+        }
+        let cgroup = match self.new_cgroup(n, &limits) {
+            Ok(cgroup) => cgroup,
+            Err(err) => {
+                if work_mounted {
+                    crate::sys::mount::unmount(&work_dir);
+                }
+                return Err(err);
+            }
+        };
+        Ok(NativeSandbox {
+            backend: Arc::clone(self),
+            workspace: Mutex::new(Some(workspace)),
+            work_dir,
+            work_mounted: AtomicBool::new(work_mounted),
+            cgroup: Mutex::new(cgroup),
+            ids,
+            totals: Mutex::new(Totals::default()),
+        })
+    }
+}
+
+/// What a persistent sandbox has used, for hosts without cgroups (summed over executions).
+#[derive(Debug, Default)]
+struct Totals {
+    cpu_time_ms: f64,
+    peak_memory_mb: f64,
+    last_sample: Option<(Instant, f64)>,
+}
+
+/// A persistent native sandbox. Every method takes `&self`: limits can be changed and usage
+/// read while an execution runs. Dropping it cleans it up.
+#[derive(Debug)]
+pub struct NativeSandbox {
+    backend: Arc<NativeBackend>,
+    workspace: Mutex<Option<Workspace>>,
+    work_dir: PathBuf,
+    work_mounted: AtomicBool,
+    cgroup: Mutex<Option<RunCgroup>>,
+    ids: (u32, u32),
+    totals: Mutex<Totals>,
+}
+
+impl NativeSandbox {
+    /// Runs one execution in this sandbox.
+    pub fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
+        if lock(&self.workspace).is_none() {
+            return ExecutionResult::sandbox_error(
+                BackendKind::Native.as_str(),
+                RunError::CleanedUp.to_string(),
+            );
+        }
+        let cgroup = lock(&self.cgroup).clone();
+        let place = Place {
+            cgroup: cgroup.as_ref(),
+            ids: self.ids,
+            work_dir: Some(&self.work_dir),
+        };
+        let result = self.backend.run_in(&place, request).unwrap_or_else(|err| {
+            ExecutionResult::sandbox_error(BackendKind::Native.as_str(), err.to_string())
+        });
+        let mut totals = lock(&self.totals);
+        totals.cpu_time_ms += result.cpu_time_ms;
+        totals.peak_memory_mb = totals.peak_memory_mb.max(result.peak_memory_mb);
+        result
+    }
+
+    /// Applies new limits at once, to a running execution too (cgroup); without a cgroup the
+    /// per-process fallbacks take them from the next execution on.
+    pub fn update_limits(&self, limits: &Limits) -> Result<(), RunError> {
+        match &*lock(&self.cgroup) {
+            Some(cgroup) => cgroup
+                .set_limits(&cgroup_limits(limits))
+                .map_err(RunError::Cgroup),
+            None => Ok(()),
+        }
+    }
+
+    /// Whether new limits reach running executions (true with a cgroup).
+    pub fn limits_apply_live(&self) -> bool {
+        lock(&self.cgroup).is_some()
+    }
+
+    pub fn usage(&self) -> SandboxUsage {
+        let cgroup_usage = lock(&self.cgroup).as_ref().map(RunCgroup::usage);
+        let mut totals = lock(&self.totals);
+        let (cpu_time_ms, memory_mb, peak_memory_mb, pids) = match cgroup_usage {
+            Some(u) => (
+                u.cpu_time_ns as f64 / 1e6,
+                u.memory_bytes as f64 / MIB,
+                u.peak_memory_bytes as f64 / MIB,
+                u.pids,
+            ),
+            None => (totals.cpu_time_ms, 0.0, totals.peak_memory_mb, 0),
+        };
+        let now = Instant::now();
+        let cpu_percent = match totals.last_sample {
+            Some((at, cpu)) if now > at => {
+                ((cpu_time_ms - cpu) / now.duration_since(at).as_secs_f64() / 10.0).max(0.0)
+            }
+            _ => 0.0,
+        };
+        totals.last_sample = Some((now, cpu_time_ms));
+        SandboxUsage {
+            cpu_percent,
+            memory_mb,
+            peak_memory_mb,
+            cpu_time_ms,
+            pids,
+        }
+    }
+
+    /// Removes everything: processes, cgroup, work directory. Idempotent.
+    pub fn cleanup(&self) {
+        if let Some(cgroup) = lock(&self.cgroup).take() {
+            cgroup.remove();
+        }
+        if self.work_mounted.swap(false, Ordering::SeqCst) {
+            crate::sys::mount::unmount(&self.work_dir);
+        }
+        lock(&self.workspace).take();
+    }
+
+    /// Whether any of the sandbox's host state still exists.
+    pub fn exists(&self) -> bool {
+        lock(&self.workspace).is_some()
+            || lock(&self.cgroup).as_ref().is_some_and(RunCgroup::exists)
+    }
+}
+
+impl Drop for NativeSandbox {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+const MIB: f64 = 1024.0 * 1024.0;

@@ -1,0 +1,235 @@
+//! The host's handle on the zygote (see `crate::process::zygote` for the zygote itself):
+//! finding a shared libpython of the interpreter's release, deciding whether `site` may run in
+//! the zygote, starting it, asking it to fork a run's helper, and ending it with the tool.
+//! Runs in the host process.
+
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+
+use crate::backend::helper::{ForkHelper, ForkedHelper, RunError};
+use crate::interpreter::Interpreter;
+use crate::lock::lock;
+use crate::protocol::zygote::{FORK_TIMEOUT_MS, MAX_REPLY, START_TIMEOUT_MS, ZygoteReply};
+use crate::protocol::{self, HiddenMode, ZygoteConfig, fds};
+use crate::runner::code_environment;
+use crate::sandbox::WORK_DIR;
+use crate::sys::fdpass;
+use crate::sys::{self, ChildSetup};
+
+/// The host's handle on a running zygote. Dropping it ends the zygote.
+#[derive(Debug)]
+pub(super) struct Zygote {
+    socket: Mutex<OwnedFd>,
+    process: Mutex<Child>,
+    library: PathBuf,
+    site_in_zygote: bool,
+}
+
+impl Zygote {
+    /// Starts a zygote for `interpreter`; an error says why this host cannot have one (no
+    /// shared libpython of the same release, for instance), and runs then start cold.
+    pub(super) fn start(helper: &Path, interpreter: &Interpreter) -> Result<Zygote, String> {
+        let library = find_libpython(interpreter).ok_or_else(|| {
+            format!(
+                "no shared libpython{} next to {}",
+                interpreter.version(),
+                interpreter.path().display()
+            )
+        })?;
+        let (version, site_dirs) = describe(interpreter)?;
+        let config = ZygoteConfig {
+            program: interpreter.program().to_owned(),
+            version,
+            library: library.clone(),
+            env: code_environment(WORK_DIR, "/tmp"),
+            site_in_zygote: site_is_trusted(interpreter, &site_dirs).is_ok(),
+        };
+        let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
+        let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(|e| e.to_string())?;
+        let zygote_hi =
+            sys::dup_at_least(zygote_end.as_fd(), fds::HIGH).map_err(|e| e.to_string())?;
+        let config_hi = protocol::config_fd(&json).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(helper);
+        cmd.arg(HiddenMode::Zygote.arg())
+            .env_clear()
+            .envs(config.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        ChildSetup {
+            fds: vec![
+                (zygote_hi.as_raw_fd(), fds::ZYGOTE_SOCKET),
+                (config_hi.as_raw_fd(), fds::CONFIG),
+            ],
+            close_from: Some((fds::CONFIG + 1) as u32),
+            rlimits: Vec::new(),
+            new_process_group: true,
+        }
+        .apply(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", helper.display()))?;
+        drop((zygote_end, zygote_hi, config_hi));
+        let ready = match receive_reply(host_end.as_fd(), START_TIMEOUT_MS) {
+            Ok((ZygoteReply::Ready, _)) => Ok(()),
+            Ok((ZygoteReply::Error(why), _)) => Err(why),
+            Ok((ZygoteReply::Forked { .. }, _)) => Err("the zygote answered out of turn".into()),
+            Err(why) => Err(why),
+        };
+        if let Err(why) = ready {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(why);
+        }
+        Ok(Zygote {
+            socket: Mutex::new(host_end),
+            process: Mutex::new(child),
+            library,
+            site_in_zygote: config.site_in_zygote,
+        })
+    }
+
+    /// The libpython the zygote runs.
+    pub(super) fn library(&self) -> &Path {
+        &self.library
+    }
+
+    /// Whether `site` ran in the zygote (else each run runs it, inside its sandbox).
+    pub(super) fn site_in_zygote(&self) -> bool {
+        self.site_in_zygote
+    }
+}
+
+impl ForkHelper for Zygote {
+    /// Has the zygote fork a helper for one run with its six fds (see `protocol::zygote`).
+    fn fork_helper(
+        &self,
+        config_json: &str,
+        run_fds: &[RawFd; 6],
+    ) -> Result<ForkedHelper, RunError> {
+        let socket = lock(&self.socket);
+        fdpass::send_with_fds(socket.as_fd(), config_json.as_bytes(), run_fds)
+            .map_err(|e| RunError::Zygote(format!("the zygote is gone: {e}")))?;
+        match receive_reply(socket.as_fd(), FORK_TIMEOUT_MS).map_err(RunError::Zygote)? {
+            (ZygoteReply::Forked { pid }, Some(pidfd)) => Ok(ForkedHelper { pid, pidfd }),
+            (ZygoteReply::Forked { .. }, None) => Err(RunError::Zygote(
+                "the zygote sent a pid without its pidfd".into(),
+            )),
+            (ZygoteReply::Error(why), _) => Err(RunError::Zygote(why)),
+            (ZygoteReply::Ready, _) => {
+                Err(RunError::Zygote("the zygote answered out of turn".into()))
+            }
+        }
+    }
+}
+
+/// Waits up to `timeout_ms` for the zygote's next reply, with the fd it carries, if any.
+fn receive_reply(
+    socket: BorrowedFd<'_>,
+    timeout_ms: i32,
+) -> Result<(ZygoteReply, Option<OwnedFd>), String> {
+    if !fdpass::poll_readable(socket, timeout_ms).map_err(|e| e.to_string())? {
+        return Err(format!(
+            "the zygote did not answer within {} s",
+            timeout_ms / 1000
+        ));
+    }
+    let mut reply = [0u8; MAX_REPLY];
+    match fdpass::recv_with_fds(socket, &mut reply) {
+        Ok(Some((n, mut fds))) => Ok((ZygoteReply::decode(&reply[..n]), fds.pop())),
+        Ok(None) => Err("the zygote ended".into()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+impl Drop for Zygote {
+    fn drop(&mut self) {
+        let mut child = lock(&self.process);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The shared libpython of the interpreter's installation: beside it in `<prefix>/lib` (a
+/// `--enable-shared` build), or in the multiarch directory of a distribution's `/usr`.
+fn find_libpython(interpreter: &Interpreter) -> Option<PathBuf> {
+    let prefix = interpreter.path().parent()?.parent()?;
+    let name = format!("libpython{}.so.1.0", interpreter.version());
+    [
+        prefix.join("lib").join(&name),
+        prefix.join("lib/x86_64-linux-gnu").join(&name),
+    ]
+    .into_iter()
+    .find(|candidate| candidate.is_file())
+}
+
+/// Whether `site` may run in the zygote, outside any sandbox: only if everything it reads —
+/// the directories on the interpreter's path and its site directories, the `.pth` files and
+/// `sitecustomize`/`usercustomize` modules in them, a virtual environment's `pyvenv.cfg` —
+/// belongs to root or to this user and is writable by nobody else, i.e. is as trusted as the
+/// interpreter the host runs anyway. Otherwise each run runs `site` inside its sandbox.
+fn site_is_trusted(interpreter: &Interpreter, dirs: &[PathBuf]) -> Result<(), String> {
+    use std::os::unix::fs::MetadataExt;
+    let me = sys::effective_uid();
+    let check = |path: &Path| -> Result<(), String> {
+        let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        if (meta.uid() == 0 || meta.uid() == me) && meta.mode() & 0o022 == 0 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} is owned by uid {} with mode {:o}",
+                path.display(),
+                meta.uid(),
+                meta.mode() & 0o7777
+            ))
+        }
+    };
+    if let Some(venv) = interpreter.venv() {
+        check(venv)?;
+        check(&venv.join("pyvenv.cfg"))?;
+    }
+    for dir in dirs.iter().filter(|d| d.is_dir()) {
+        check(dir)?;
+        let entries = std::fs::read_dir(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".pth")
+                || name.starts_with("sitecustomize")
+                || name.starts_with("usercustomize")
+            {
+                check(&entry.path())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// What the interpreter says of itself without running `site`: its release
+/// (`sys.version.split()[0]`) and the directories `site` would read (its path and site
+/// directories; for a virtual environment, the environment's too).
+fn describe(interpreter: &Interpreter) -> Result<(String, Vec<PathBuf>), String> {
+    const PROBE: &str = "import json, site, sys\n\
+        print(json.dumps([sys.version.split()[0], sys.path + site.getsitepackages()]))";
+    let program = interpreter.program();
+    let out = Command::new(program)
+        .args(["-I", "-S", "-c", PROBE])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
+    let (release, mut dirs): (String, Vec<PathBuf>) = serde_json::from_slice(&out.stdout)
+        .map_err(|e| format!("{} did not describe itself: {e}", program.display()))?;
+    if let Some(venv) = interpreter.venv() {
+        let version = interpreter.version();
+        dirs.push(
+            venv.join("lib")
+                .join(format!("python{}.{}", version.major, version.minor))
+                .join("site-packages"),
+        );
+    }
+    Ok((release, dirs))
+}

@@ -1,0 +1,162 @@
+//! Process trees seen through `/proc`: the descendants of a process, their CPU time, resident
+//! memory and count, and the sampling loop that turns those figures into `Sample` events.
+//! Used by the supervisor (its own tree) and the sandbox helper (the init's tree, when no
+//! cgroup counts for it).
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::protocol::{StatusChannel, StatusEvent};
+use crate::sys;
+
+/// Usage of a set of processes: CPU time so far (ns), resident bytes, live processes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TreeUsage {
+    pub(crate) cpu_time_ns: u64,
+    pub(crate) memory_bytes: u64,
+    pub(crate) alive: u32,
+}
+
+/// Every process below `root`, found through `/proc/<pid>/task/<tid>/children`.
+pub(crate) fn descendants_of(root: u32) -> Vec<u32> {
+    let mut found = Vec::new();
+    let mut seen = HashSet::new();
+    let mut frontier = children_of(root);
+    while let Some(pid) = frontier.pop() {
+        if seen.insert(pid) {
+            found.push(pid);
+            frontier.extend(children_of(pid));
+        }
+    }
+    found
+}
+
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return Vec::new();
+    };
+    let mut children = Vec::new();
+    for task in tasks.flatten() {
+        if let Ok(text) = std::fs::read_to_string(task.path().join("children")) {
+            children.extend(
+                text.split_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok()),
+            );
+        }
+    }
+    children
+}
+
+/// CPU ticks (own and reaped children's) and resident bytes of one live process.
+fn process_usage(pid: u32, page_size: u64) -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which may itself contain spaces and parentheses.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // A zombie (or dying) process has no memory left to report: it is not counted.
+    if matches!(fields.first(), Some(&("Z" | "X" | "x"))) {
+        return None;
+    }
+    let tick = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime, stime, cutime, cstime are fields 14–17 of stat, 12–15 after the name.
+    let ticks = tick(11) + tick(12) + tick(13) + tick(14);
+    let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some((ticks, resident_pages * page_size))
+}
+
+/// Usage of `root` and every process below it (CPU time includes reaped children's).
+pub(crate) fn tree_usage(root: u32) -> TreeUsage {
+    let mut pids = descendants_of(root);
+    pids.push(root);
+    usage_of(&pids)
+}
+
+/// Usage of the processes of `pids` that are alive.
+pub(crate) fn usage_of(pids: &[u32]) -> TreeUsage {
+    let ticks_per_second = sys::clock_ticks_per_second().max(1);
+    let page_size = sys::page_size();
+    let (mut ticks, mut usage) = (0u64, TreeUsage::default());
+    for &pid in pids {
+        if let Some((t, m)) = process_usage(pid, page_size) {
+            ticks += t;
+            usage.memory_bytes += m;
+            usage.alive += 1;
+        }
+    }
+    usage.cpu_time_ns = ticks * 1_000_000_000 / ticks_per_second;
+    usage
+}
+
+/// What a sample measures.
+pub(crate) type Measure<'a> = &'a (dyn Fn() -> TreeUsage + Sync);
+
+/// Sends a resource sample every `interval` until `finished`, with CPU use computed over the
+/// time since the previous sample; keeps the largest memory figure in `peak`.
+pub(crate) fn sample_loop(
+    started: Instant,
+    interval: Duration,
+    finished: &AtomicBool,
+    peak: &Mutex<u64>,
+    measure: Measure<'_>,
+    status: &StatusChannel,
+) {
+    // The baseline: a persistent sandbox's cgroup has counted earlier executions too.
+    let mut previous: (Instant, u64) = (Instant::now(), measure().cpu_time_ns);
+    while !finished.load(Ordering::SeqCst) {
+        std::thread::sleep(interval);
+        if finished.load(Ordering::SeqCst) {
+            break;
+        }
+        let usage = measure();
+        if usage.alive == 0 {
+            // Between the main process's exit and the end of the run: nothing to describe.
+            continue;
+        }
+        let now = Instant::now();
+        let wall = now.duration_since(previous.0).as_secs_f64();
+        let cpu_percent = if wall > 0.0 {
+            (usage.cpu_time_ns.saturating_sub(previous.1) as f64 / 1e9 / wall * 100.0).max(0.0)
+        } else {
+            0.0
+        };
+        previous = (now, usage.cpu_time_ns);
+        if let Ok(mut p) = peak.lock() {
+            *p = (*p).max(usage.memory_bytes);
+        }
+        status.send(&StatusEvent::Sample {
+            elapsed_ms: now.duration_since(started).as_secs_f64() * 1000.0,
+            cpu_percent,
+            memory_bytes: usage.memory_bytes,
+            pids: usage.alive,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tree_counts_its_root_and_its_descendants() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("5")
+            .spawn()
+            .unwrap();
+        let me = std::process::id();
+        assert!(descendants_of(me).contains(&child.id()));
+        let usage = tree_usage(me);
+        assert!(usage.alive >= 2, "{usage:?}");
+        assert!(usage.memory_bytes > 0);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert!(!descendants_of(me).contains(&child.id()));
+    }
+}

@@ -1,0 +1,397 @@
+//! The wire between code-exec's processes: everything two sides of a process boundary must
+//! agree on, and nothing else. The fd numbers and hidden-mode arguments a helper is started
+//! with, the configs that cross on fd 6 (typed JSON, never argv), the status events a helper
+//! sends the host, the single bytes that mean "go", "kill" and "ready", the helpers' own exit
+//! codes, the init's exit-status record and the zygote's messages. Both ends of every message
+//! are written against these types; no other module spells a byte, an fd number or a code.
+//!
+//! Read by every process (see `crate::process` for who talks to whom, and when).
+
+use std::fs::File;
+use std::io::{Read, Seek, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cgroup::RunCgroup;
+use crate::runner::Invocation;
+use crate::sys;
+
+/// The fds a helper process (`__supervise`, `__sandbox`, or one forked by the zygote) finds
+/// in place at start. 0–2 are the code's stdin, stdout and stderr.
+pub(crate) mod fds {
+    use std::os::fd::RawFd;
+
+    /// The runner's report channel, passed on to the interpreter (see `runner.py`).
+    pub(crate) const REPORT: RawFd = 3;
+    /// The helper's status channel: JSON lines of [`StatusEvent`](super::StatusEvent).
+    pub(crate) const STATUS: RawFd = 4;
+    /// The control channel: [`KILL`](super::KILL) or its end means "kill the run now".
+    pub(crate) const CONTROL: RawFd = 5;
+    /// The config, read once at start (see [`read_config`](super::read_config)).
+    pub(crate) const CONFIG: RawFd = 6;
+    /// The zygote's end of its `SOCK_SEQPACKET` socket (the zygote only).
+    pub(crate) const ZYGOTE_SOCKET: RawFd = 3;
+    /// The fds of one run as the zygote receives them, in this order, and where its helper
+    /// finds them.
+    pub(crate) const RUN: [RawFd; 6] = [0, 1, 2, REPORT, STATUS, CONTROL];
+    /// The lowest number a source fd is moved to before it is placed at its target, so that
+    /// moving sources cannot clobber one another.
+    pub(crate) const HIGH: RawFd = 10;
+}
+
+/// The hidden modes of the `code-exec` binary: `code-exec MODE`, the config on fd 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HiddenMode {
+    /// The `none` backend's supervisor.
+    Supervise,
+    /// The native sandbox's helper, started cold.
+    Sandbox,
+    /// The zygote native runs fork from.
+    Zygote,
+}
+
+impl HiddenMode {
+    pub(crate) const ALL: [HiddenMode; 3] = [
+        HiddenMode::Supervise,
+        HiddenMode::Sandbox,
+        HiddenMode::Zygote,
+    ];
+
+    /// The first argument that selects this mode.
+    pub(crate) fn arg(self) -> &'static str {
+        match self {
+            HiddenMode::Supervise => "__supervise",
+            HiddenMode::Sandbox => "__sandbox",
+            HiddenMode::Zygote => "__zygote",
+        }
+    }
+
+    pub(crate) fn from_arg(arg: &str) -> Option<HiddenMode> {
+        HiddenMode::ALL.into_iter().find(|mode| mode.arg() == arg)
+    }
+}
+
+/// Exit codes of our own processes (never the code's: its status travels in
+/// [`StatusEvent::Exit`] or in [`encode_status`]'s record).
+pub(crate) mod exit_code {
+    /// A helper found no status channel: nobody can hear it.
+    pub(crate) const NO_STATUS_CHANNEL: i32 = 101;
+    /// A helper failed and said why on its status channel ([`StatusEvent::Failed`](super::StatusEvent)).
+    pub(crate) const SETUP_FAILED: i32 = 102;
+    /// A helper forked by the zygote could not put its fds in place.
+    pub(crate) const FORKED_FDS_FAILED: i32 = 103;
+    /// The code's process could not start the interpreter (exec failed).
+    pub(crate) const EXEC_FAILED: i32 = 127;
+    /// The interpreter could not flush its streams at exit (what CPython itself returns).
+    pub(crate) const FLUSH_FAILED: i32 = 120;
+}
+
+/// helper → init: the id maps are written; the init may build the sandbox.
+pub(crate) const GO: &[u8; 1] = b"g";
+/// host → helper, on the control channel: kill the run now (its end means the same).
+pub(crate) const KILL: &[u8; 1] = b"k";
+/// runner → host, on the report channel of a pre-started sandbox: imports done, waiting for
+/// the code. `runner.py` writes this byte (a unit test below holds them together).
+pub(crate) const RUNNER_READY: &[u8; 1] = b"R";
+
+/// What the `none` supervisor runs, prepared and validated by the `none` backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SupervisorConfig {
+    pub(crate) interpreter: Invocation,
+    pub(crate) cwd: PathBuf,
+    /// Per-process cap on private writable memory (`RLIMIT_DATA`).
+    pub(crate) memory_bytes: Option<u64>,
+    /// Send a resource sample this often.
+    pub(crate) sample_interval_ms: Option<u64>,
+}
+
+/// A host path made visible, read-only, at the same path inside.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Exposure {
+    Dir(PathBuf),
+    File(PathBuf),
+    /// A symbolic link recreated inside (e.g. `/lib -> usr/lib`).
+    Symlink {
+        path: PathBuf,
+        target: PathBuf,
+    },
+}
+
+/// Everything the sandbox helper needs, prepared and validated by the native backend.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct SandboxConfig {
+    pub(crate) interpreter: Invocation,
+    /// Host path of the code, read by the helper before it isolates anything.
+    pub(crate) code_file: PathBuf,
+    /// An empty host directory the new root is mounted on.
+    pub(crate) root_dir: PathBuf,
+    pub(crate) exposed: Vec<Exposure>,
+    /// Host uid and gid the sandbox uid maps to.
+    pub(crate) outside_uid: u32,
+    pub(crate) outside_gid: u32,
+    pub(crate) cgroup: Option<RunCgroup>,
+    /// Per-process fallbacks, used when no cgroup enforces memory or pids.
+    pub(crate) rlimit_data_bytes: Option<u64>,
+    pub(crate) rlimit_nproc: Option<u64>,
+    /// Sizes of the private tmpfs mounts.
+    pub(crate) tmp_bytes: u64,
+    pub(crate) work_bytes: u64,
+    /// A host directory to use as `/work` (a persistent sandbox's), instead of a fresh tmpfs.
+    pub(crate) work_dir: Option<PathBuf>,
+    pub(crate) sample_interval_ms: Option<u64>,
+}
+
+/// The zygote's config (host → zygote, on fd 6).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct ZygoteConfig {
+    /// What a cold run executes (`sys.executable` and the prefix derive from it).
+    pub(crate) program: PathBuf,
+    pub(crate) library: PathBuf,
+    /// `sys.version.split()[0]` of the interpreter: the library must be the same release.
+    pub(crate) version: String,
+    /// The zygote's environment, which must be the runs' (`os.environ` is read at start-up).
+    pub(crate) env: Vec<(String, String)>,
+    /// Whether `site` runs in the zygote (everything it reads is as trusted as the
+    /// interpreter itself), or in each run, inside the sandbox.
+    pub(crate) site_in_zygote: bool,
+}
+
+/// One line on a helper's status channel (helper → host).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub(crate) enum StatusEvent {
+    Started {
+        pid: u32,
+    },
+    Sample {
+        elapsed_ms: f64,
+        cpu_percent: f64,
+        memory_bytes: u64,
+        pids: u32,
+    },
+    Exit {
+        code: Option<i32>,
+        signal: Option<i32>,
+        cpu_time_ms: f64,
+        peak_memory_bytes: u64,
+        /// The memory limit killed something (cgroup OOM events).
+        #[serde(default)]
+        memory_limit_hit: bool,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+impl StatusEvent {
+    /// One line as the host reads it; `None` for anything that is not an event.
+    pub(crate) fn parse(line: &str) -> Option<StatusEvent> {
+        serde_json::from_str(line).ok()
+    }
+}
+
+/// The sending end of the status channel (fd 4), shareable between threads.
+#[derive(Clone)]
+pub(crate) struct StatusChannel(Arc<Mutex<File>>);
+
+impl StatusChannel {
+    /// Takes over the inherited status fd; `None` when it is missing (nobody can hear us).
+    pub(crate) fn take() -> Option<StatusChannel> {
+        // SAFETY: fd 4 was placed for this process alone by whoever started it, and only this
+        // function takes it, once, at the helper's start.
+        let fd = unsafe { sys::take_inherited_fd(fds::STATUS) }.ok()?;
+        Some(StatusChannel(Arc::new(Mutex::new(File::from(fd)))))
+    }
+
+    pub(crate) fn send(&self, event: &StatusEvent) {
+        if let (Ok(mut line), Ok(mut out)) = (serde_json::to_vec(event), self.0.lock()) {
+            line.push(b'\n');
+            let _ = out.write_all(&line);
+        }
+    }
+}
+
+/// A config as the fd a helper is started with (numbered [`fds::HIGH`] or more,
+/// close-on-exec): an unlinked file, not argv, which anyone can read (including, through
+/// `/proc/1/cmdline`, the sandboxed code).
+pub(crate) fn config_fd(config_json: &str) -> std::io::Result<OwnedFd> {
+    let mut file = tempfile::tempfile()?;
+    file.write_all(config_json.as_bytes())?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    sys::dup_at_least(file.as_fd(), fds::HIGH)
+}
+
+/// The config on fd 6, read once at a helper's start (empty when there is none).
+pub(crate) fn read_config() -> String {
+    let mut config = String::new();
+    // SAFETY: fd 6 was placed for this process alone by whoever started it, and only this
+    // function takes it, once, before the hidden mode runs.
+    if let Ok(fd) = unsafe { sys::take_inherited_fd(fds::CONFIG) } {
+        let _ = File::from(fd).read_to_string(&mut config);
+    }
+    config
+}
+
+/// Points this process's copies of the code's streams (fds 0–2 and the report channel) at
+/// `/dev/null`: a helper that holds none lets them reach EOF as soon as the last process of
+/// the run is gone.
+pub(crate) fn release_code_streams() {
+    for fd in [0, 1, 2, fds::REPORT] {
+        let _ = sys::point_at_dev_null(fd);
+    }
+}
+
+/// Blocks until the control channel says "kill" ([`KILL`], any byte) or ends (the host is
+/// gone): both mean the run must end now.
+pub(crate) fn wait_for_kill(control: OwnedFd) {
+    let mut control = File::from(control);
+    let mut byte = [0u8; 1];
+    loop {
+        match control.read(&mut byte) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            _ => return,
+        }
+    }
+}
+
+/// The code's exit status as the init sends it to the helper: kind (0 exited, 1 signalled)
+/// and value, little-endian.
+pub(crate) fn encode_status(status: sys::ExitStatus) -> [u8; 8] {
+    let (kind, value) = match status {
+        sys::ExitStatus::Code(c) => (0i32, c),
+        sys::ExitStatus::Signal(s) => (1i32, s),
+    };
+    let mut raw = [0u8; 8];
+    raw[..4].copy_from_slice(&kind.to_le_bytes());
+    raw[4..].copy_from_slice(&value.to_le_bytes());
+    raw
+}
+
+/// The inverse of [`encode_status`]; `None` for a record it cannot have written.
+pub(crate) fn decode_status(raw: [u8; 8]) -> Option<sys::ExitStatus> {
+    let kind = i32::from_le_bytes(raw[..4].try_into().ok()?);
+    let value = i32::from_le_bytes(raw[4..].try_into().ok()?);
+    match kind {
+        0 => Some(sys::ExitStatus::Code(value)),
+        1 => Some(sys::ExitStatus::Signal(value)),
+        _ => None,
+    }
+}
+
+/// The zygote's socket (`SOCK_SEQPACKET`, one message each). Host → zygote: the
+/// [`SandboxConfig`] JSON with the run's six fds ([`fds::RUN`]). Zygote → host: one
+/// [`ZygoteReply`].
+pub(crate) mod zygote {
+    /// The largest message either side accepts.
+    pub(crate) const MAX_REQUEST: usize = 1 << 20;
+    pub(crate) const MAX_REPLY: usize = 16 * 1024;
+    /// How long the zygote may take to start, and to answer a fork request.
+    pub(crate) const START_TIMEOUT_MS: i32 = 30_000;
+    pub(crate) const FORK_TIMEOUT_MS: i32 = 10_000;
+
+    /// What the zygote answers: `R` once ready (after start), `P<pid>` with the helper's pidfd
+    /// (after a fork request), or `E<why>`.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum ZygoteReply {
+        Ready,
+        Forked { pid: u32 },
+        Error(String),
+    }
+
+    impl ZygoteReply {
+        pub(crate) fn encode(&self) -> Vec<u8> {
+            match self {
+                ZygoteReply::Ready => b"R".to_vec(),
+                ZygoteReply::Forked { pid } => format!("P{pid}").into_bytes(),
+                ZygoteReply::Error(why) => format!("E{why}").into_bytes(),
+            }
+        }
+
+        /// Any message that is not `R` or a well-formed `P<pid>` is an error, with its text.
+        pub(crate) fn decode(message: &[u8]) -> ZygoteReply {
+            if message == b"R" {
+                return ZygoteReply::Ready;
+            }
+            if let Some(pid) = message
+                .strip_prefix(b"P")
+                .and_then(|p| std::str::from_utf8(p).ok())
+                .and_then(|p| p.parse().ok())
+            {
+                return ZygoteReply::Forked { pid };
+            }
+            let text = message.strip_prefix(b"E").unwrap_or(message);
+            ZygoteReply::Error(String::from_utf8_lossy(text).into_owned())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::zygote::ZygoteReply;
+    use super::*;
+
+    #[test]
+    fn exit_status_records_round_trip() {
+        for status in [
+            sys::ExitStatus::Code(0),
+            sys::ExitStatus::Code(255),
+            sys::ExitStatus::Signal(9),
+        ] {
+            assert_eq!(decode_status(encode_status(status)), Some(status));
+        }
+        let mut bad = encode_status(sys::ExitStatus::Code(1));
+        bad[0] = 7;
+        assert_eq!(decode_status(bad), None);
+    }
+
+    #[test]
+    fn zygote_replies_round_trip_and_anything_else_is_an_error() {
+        for reply in [
+            ZygoteReply::Ready,
+            ZygoteReply::Forked { pid: 4242 },
+            ZygoteReply::Error("no libpython".into()),
+        ] {
+            assert_eq!(ZygoteReply::decode(&reply.encode()), reply);
+        }
+        assert_eq!(
+            ZygoteReply::decode(b"Pnot-a-pid"),
+            ZygoteReply::Error("Pnot-a-pid".into())
+        );
+        assert_eq!(ZygoteReply::decode(b"?"), ZygoteReply::Error("?".into()));
+    }
+
+    #[test]
+    fn hidden_modes_are_found_by_their_argument() {
+        for mode in HiddenMode::ALL {
+            assert_eq!(HiddenMode::from_arg(mode.arg()), Some(mode));
+        }
+        assert_eq!(HiddenMode::from_arg("run"), None);
+    }
+
+    #[test]
+    fn the_runner_writes_the_ready_byte_the_host_waits_for() {
+        let ready = format!("os.write(fd, b\"{}\")", RUNNER_READY[0] as char);
+        assert!(
+            crate::runner::RUNNER.contains(&ready),
+            "runner.py lacks {ready}"
+        );
+    }
+
+    #[test]
+    fn status_events_cross_as_json_lines() {
+        let event = StatusEvent::Exit {
+            code: Some(3),
+            signal: None,
+            cpu_time_ms: 1.5,
+            peak_memory_bytes: 4096,
+            memory_limit_hit: true,
+        };
+        let line = serde_json::to_string(&event).unwrap();
+        assert!(!line.contains('\n'));
+        assert_eq!(StatusEvent::parse(&line), Some(event));
+        assert_eq!(StatusEvent::parse("not json"), None);
+    }
+}
