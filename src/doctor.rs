@@ -32,6 +32,14 @@ pub struct Report {
 }
 
 /// Runs every check.
+/// Whether this process can create run cgroups here: the cgroup version, or why not (what
+/// `diagnose` reports as its "cgroups" check).
+pub fn run_cgroups() -> Result<u8, String> {
+    CgroupDriver::detect()
+        .map(|driver| driver.version())
+        .map_err(|e| e.to_string())
+}
+
 pub fn diagnose(supervisor: Option<&std::path::Path>) -> Report {
     let mut checks = Vec::new();
     let interpreter = Interpreter::discover();

@@ -12,7 +12,7 @@
 //! ```
 
 pub mod backend;
-pub mod cgroup;
+pub(crate) mod cgroup;
 pub mod doctor;
 pub mod interpreter;
 pub mod limits;
@@ -28,16 +28,18 @@ mod sys;
 mod token;
 pub mod tool;
 
-pub use backend::native::{ZygoteInfo, ZygoteMode};
+pub use backend::helper::RunError;
+pub use backend::native::{NativeError, ZygoteError, ZygoteInfo, ZygoteMode};
 pub use backend::{
     Backend, BackendKind, Cancel, Enforced, Enforcement, ExecutionRequest, SandboxUsage,
 };
+pub use cgroup::CgroupError;
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use process::run_if_requested;
 pub use result::{ErrorType, ExecutionResult, Sample};
 pub use syntax::{PythonVersion, SyntaxCheck, SyntaxProblem};
 pub use tool::{
-    CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, SandboxExecutor, ToolBuilder,
-    ToolError,
+    CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, RunOptions, SandboxExecutor,
+    ToolBuilder, ToolError,
 };

@@ -302,8 +302,10 @@ fn run(args: RunArgs) -> Result<u8> {
     let mut builder = CodeExecutionTool::builder()
         .backend(plan.backend)
         .limits(plan.limits)
-        .strict_limits(plan.strict_limits)
-        .zygote(zygote);
+        .strict_limits(plan.strict_limits);
+    if plan.backend == BackendKind::Native {
+        builder = builder.zygote(zygote);
+    }
     if let Some(python) = &plan.python {
         builder = builder.python(python);
     }
@@ -322,7 +324,11 @@ fn run(args: RunArgs) -> Result<u8> {
     let tool = match builder.build() {
         Ok(tool) => tool,
         // A bad --python or limit is the caller's mistake; anything else is the tool's.
-        Err(err @ (ToolError::Interpreter(_) | ToolError::Limit(_))) => return Err(err.into()),
+        Err(
+            err @ (ToolError::Interpreter(_)
+            | ToolError::Limit(_)
+            | ToolError::InvalidOption { .. }),
+        ) => return Err(err.into()),
         Err(err) => {
             let result = ExecutionResult::sandbox_error(plan.backend.as_str(), err.to_string());
             return Ok(report(&result, plan.json));

@@ -187,6 +187,27 @@ pub(crate) enum StatusEvent {
 }
 
 impl StatusEvent {
+    /// The `Exit` event for the code's main process's `status` (`None`: lost track of it).
+    pub(crate) fn exit(
+        status: Option<sys::ExitStatus>,
+        cpu_time: std::time::Duration,
+        peak_memory_bytes: u64,
+        memory_limit_hit: bool,
+    ) -> StatusEvent {
+        let (code, signal) = match status {
+            Some(sys::ExitStatus::Code(c)) => (Some(c), None),
+            Some(sys::ExitStatus::Signal(s)) => (None, Some(s)),
+            None => (None, None),
+        };
+        StatusEvent::Exit {
+            code,
+            signal,
+            cpu_time_ms: cpu_time.as_secs_f64() * 1000.0,
+            peak_memory_bytes,
+            memory_limit_hit,
+        }
+    }
+
     /// One line as the host reads it; `None` for anything that is not an event.
     pub(crate) fn parse(line: &str) -> Option<StatusEvent> {
         serde_json::from_str(line).ok()

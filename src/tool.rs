@@ -10,10 +10,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 use crate::backend::docker::{DEFAULT_IMAGE, DockerBackend, DockerError, DockerSandbox};
-use crate::backend::helper::HelperBinary;
+use crate::backend::helper::{HelperBinary, RunError};
 use crate::backend::native::persistent::NativeSandbox;
 use crate::backend::native::pool::WarmPool;
-use crate::backend::native::{NativeBackend, ZygoteInfo, ZygoteMode};
+use crate::backend::native::{NativeBackend, NativeError, ZygoteInfo, ZygoteMode};
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
@@ -25,23 +25,33 @@ use crate::syntax::{self, PythonVersion, SyntaxCheck, SyntaxProblem};
 /// Default interval between resource samples of a monitored execution.
 pub const DEFAULT_MONITOR_INTERVAL: Duration = Duration::from_millis(100);
 
-/// Why a tool could not be built.
+/// Why a tool could not be built, or a persistent sandbox not made or changed.
 #[derive(Debug, Error)]
 pub enum ToolError {
     #[error(transparent)]
     Interpreter(#[from] InterpreterError),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    /// A builder option that does not fit the others, by name.
+    #[error("{option}: {reason}")]
+    InvalidOption {
+        option: &'static str,
+        reason: String,
+    },
     #[error("{0}")]
-    Supervisor(String),
+    HelperNotFound(String),
     #[error("the native sandbox cannot run here: {0}")]
-    Sandbox(String),
+    Native(#[from] NativeError),
+    #[error(transparent)]
+    Run(#[from] RunError),
     #[error(transparent)]
     Docker(#[from] DockerError),
     #[error("persistent sandboxes need the native or docker backend; this tool uses {0}")]
     NoPersistentSandboxes(BackendKind),
     #[error("image: the image name is empty")]
     EmptyImage,
+    #[error("the sandbox was cleaned up; create a new one")]
+    CleanedUp,
 }
 
 /// A request refused before anything ran.
@@ -49,6 +59,18 @@ pub enum ToolError {
 pub enum ExecuteError {
     #[error("code is {size} bytes, over the limit of {max} bytes (max_code_bytes)")]
     CodeTooLarge { size: usize, max: usize },
+}
+
+/// How one execution runs, besides its code: every original entry point is this with some
+/// fields set.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions<'a> {
+    /// Bytes for the code's stdin; `None` gives it an empty stdin.
+    pub stdin: Option<&'a [u8]>,
+    /// Sample CPU and memory at this interval into the result's `monitoring`.
+    pub monitor: Option<Duration>,
+    /// Stops the run (result `Cancelled`) when set.
+    pub cancel: Option<Cancel>,
 }
 
 /// Builds a [`CodeExecutionTool`]; every setter's value is validated in [`ToolBuilder::build`].
@@ -67,7 +89,7 @@ pub struct ToolBuilder {
     image: Option<String>,
     warm_pool: usize,
     preload: Vec<String>,
-    zygote: ZygoteMode,
+    zygote: Option<ZygoteMode>,
 }
 
 impl ToolBuilder {
@@ -81,9 +103,9 @@ impl ToolBuilder {
     }
 
     /// How native runs start their interpreter (default [`ZygoteMode::Auto`]: forked from a
-    /// zygote when the host allows one).
+    /// zygote when the host allows one). Only for the native backend.
     pub fn zygote(mut self, mode: ZygoteMode) -> Self {
-        self.zygote = mode;
+        self.zygote = Some(mode);
         self
     }
 
@@ -121,7 +143,8 @@ impl ToolBuilder {
         self.timeout = Some(timeout);
         self
     }
-    /// The interpreter to run (default: the first real `python3` on `PATH`).
+    /// The interpreter to run (default: the first real `python3` on `PATH`). Not for docker,
+    /// which runs the image's.
     pub fn python(mut self, path: impl Into<PathBuf>) -> Self {
         self.python = Some(path.into());
         self
@@ -131,17 +154,19 @@ impl ToolBuilder {
         self.target_version = Some(version);
         self
     }
-    /// The supervisor binary (default: [`HelperBinary::locate`]).
+    /// The helper binary (default: [`HelperBinary::locate`]).
     pub fn supervisor(mut self, path: impl Into<PathBuf>) -> Self {
         self.supervisor = Some(path.into());
         self
     }
+    /// The interval between resource samples of a monitored execution (at least 1 ms).
     pub fn monitor_interval(mut self, interval: Duration) -> Self {
-        self.monitor_interval = interval.max(Duration::from_millis(1));
+        self.monitor_interval = interval;
         self
     }
 
-    pub fn build(self) -> Result<CodeExecutionTool, ToolError> {
+    /// Validates every option, together, before anything is reaped or started.
+    fn validate(&self) -> Result<Limits, ToolError> {
         let mut limits = self.limits;
         if let Some(mb) = self.memory_limit_mb {
             limits.memory_mb = MemoryMb::new(mb)?;
@@ -155,64 +180,112 @@ impl ToolBuilder {
         if self.image.as_deref().is_some_and(|i| i.trim().is_empty()) {
             return Err(ToolError::EmptyImage);
         }
-        let sandboxed = match self.backend {
-            BackendKind::Docker => return self.build_docker(limits),
-            BackendKind::Native => true,
-            BackendKind::None => false,
-        };
-        let interpreter = match &self.python {
-            Some(path) => Interpreter::at(path)?,
-            None => Interpreter::discover()?,
-        };
-        let target = self.target_version.unwrap_or(interpreter.version());
-        let supervisor = || match &self.supervisor {
-            Some(path) => Ok(HelperBinary::at(path)),
-            None => HelperBinary::locate().map_err(ToolError::Supervisor),
-        };
-        let mut native = None;
-        let mut pool = None;
-        let backend: Arc<dyn Backend> = if sandboxed {
-            let backend = Arc::new(
-                NativeBackend::new(interpreter, supervisor()?).map_err(ToolError::Sandbox)?,
+        let invalid =
+            |option: &'static str, reason: String| Err(ToolError::InvalidOption { option, reason });
+        if self.monitor_interval < Duration::from_millis(1) {
+            return invalid(
+                "monitor_interval",
+                format!(
+                    "{:?} is below the smallest interval, 1 ms",
+                    self.monitor_interval
+                ),
             );
-            backend
-                .start_zygote(self.zygote)
-                .map_err(ToolError::Sandbox)?;
-            native = Some(Arc::clone(&backend));
-            if self.warm_pool > 0 {
-                pool = Some(Arc::new(
-                    WarmPool::start(
-                        Arc::clone(&backend),
-                        self.warm_pool,
-                        limits,
-                        self.preload.clone(),
-                    )
-                    .map_err(ToolError::Sandbox)?,
-                ));
-            }
-            backend
-        } else {
-            Arc::new(NoneBackend::new(interpreter, supervisor()?))
-        };
-        if !sandboxed && self.warm_pool > 0 {
-            return Err(ToolError::Sandbox(
-                "a warm pool needs the native backend".into(),
-            ));
         }
+        let backend = self.backend;
+        if self.warm_pool > 0 && backend != BackendKind::Native {
+            return invalid(
+                "warm_pool",
+                format!("pre-started sandboxes are native ones; this tool uses {backend}"),
+            );
+        }
+        if !self.preload.is_empty() && self.warm_pool == 0 {
+            return invalid(
+                "preload",
+                "modules are imported ahead only by a warm pool's sandboxes (warm_pool is 0)"
+                    .into(),
+            );
+        }
+        if let Some(bad) = self.preload.iter().find(|m| !is_module_name(m)) {
+            return invalid(
+                "preload",
+                format!("{bad:?} is not a module name (dotted Python identifiers)"),
+            );
+        }
+        if self.zygote.is_some() && backend != BackendKind::Native {
+            return invalid(
+                "zygote",
+                format!("only native runs fork from a zygote; this tool uses {backend}"),
+            );
+        }
+        if self.python.is_some() && backend == BackendKind::Docker {
+            return invalid(
+                "python",
+                "the docker backend runs the image's interpreter; choose it with image".into(),
+            );
+        }
+        if self.supervisor.is_some() && backend == BackendKind::Docker {
+            return invalid(
+                "supervisor",
+                "the docker backend starts no helper process of ours".into(),
+            );
+        }
+        Ok(limits)
+    }
+
+    pub fn build(self) -> Result<CodeExecutionTool, ToolError> {
+        let limits = self.validate()?;
+        let backend = match self.backend {
+            BackendKind::Docker => return self.build_docker(limits),
+            BackendKind::Native => self.build_native(limits)?,
+            BackendKind::None => {
+                let (interpreter, helper) = self.interpreter_and_helper()?;
+                ToolBackend::None(Arc::new(NoneBackend::new(interpreter, helper)))
+            }
+        };
+        let target = match (&backend, self.target_version) {
+            (_, Some(version)) => version,
+            (ToolBackend::Native { backend, .. }, None) => backend.interpreter().version(),
+            (ToolBackend::None(backend), None) => backend.interpreter().version(),
+            (ToolBackend::Docker(_), None) => unreachable!("docker is built above"),
+        };
         Ok(CodeExecutionTool {
             backend,
-            native,
-            docker: None,
-            pool,
             limits,
             target,
             monitor_interval: self.monitor_interval,
             strict_limits: self.strict_limits,
         })
     }
-}
 
-impl ToolBuilder {
+    fn interpreter_and_helper(&self) -> Result<(Interpreter, HelperBinary), ToolError> {
+        let interpreter = match &self.python {
+            Some(path) => Interpreter::at(path)?,
+            None => Interpreter::discover()?,
+        };
+        let helper = match &self.supervisor {
+            Some(path) => HelperBinary::at(path),
+            None => HelperBinary::locate().map_err(ToolError::HelperNotFound)?,
+        };
+        Ok((interpreter, helper))
+    }
+
+    /// The native backend, its zygote and its pool.
+    fn build_native(&self, limits: Limits) -> Result<ToolBackend, ToolError> {
+        let (interpreter, helper) = self.interpreter_and_helper()?;
+        let backend = Arc::new(NativeBackend::new(interpreter, helper)?);
+        backend.start_zygote(self.zygote.unwrap_or_default())?;
+        let pool = match self.warm_pool {
+            0 => None,
+            size => Some(Arc::new(WarmPool::start(
+                Arc::clone(&backend),
+                size,
+                limits,
+                self.preload.clone(),
+            )?)),
+        };
+        Ok(ToolBackend::Native { backend, pool })
+    }
+
     /// The docker backend: the engine and image are checked now. Syntax is checked against
     /// the given version, else the image's (`PYTHON_VERSION`), else 3.11.
     fn build_docker(self, limits: Limits) -> Result<CodeExecutionTool, ToolError> {
@@ -229,10 +302,7 @@ impl ToolBuilder {
                 }),
         };
         Ok(CodeExecutionTool {
-            backend: Arc::clone(&docker) as Arc<dyn Backend>,
-            native: None,
-            docker: Some(docker),
-            pool: None,
+            backend: ToolBackend::Docker(docker),
             limits,
             target,
             monitor_interval: self.monitor_interval,
@@ -241,16 +311,44 @@ impl ToolBuilder {
     }
 }
 
+/// A dotted module name: identifiers (letters, digits, `_`, not starting with a digit)
+/// joined by dots.
+fn is_module_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.split('.').all(|part| {
+            part.chars()
+                .next()
+                .is_some_and(|c| c.is_alphabetic() || c == '_')
+                && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+        })
+}
+
+/// The backend a tool holds, once, with what only that kind has.
+#[derive(Clone)]
+enum ToolBackend {
+    None(Arc<NoneBackend>),
+    Native {
+        backend: Arc<NativeBackend>,
+        /// Pre-started sandboxes, when asked for.
+        pool: Option<Arc<WarmPool>>,
+    },
+    Docker(Arc<DockerBackend>),
+}
+
+impl ToolBackend {
+    fn backend(&self) -> &dyn Backend {
+        match self {
+            ToolBackend::None(backend) => &**backend,
+            ToolBackend::Native { backend, .. } => &**backend,
+            ToolBackend::Docker(backend) => &**backend,
+        }
+    }
+}
+
 /// Runs Python code through one backend under limits, returning structured results.
 #[derive(Clone)]
 pub struct CodeExecutionTool {
-    backend: Arc<dyn Backend>,
-    /// The same backend, typed, when it is the native sandbox (persistent sandboxes need it).
-    native: Option<Arc<NativeBackend>>,
-    /// The same backend, typed, when it is docker.
-    docker: Option<Arc<DockerBackend>>,
-    /// Pre-started native sandboxes, when asked for.
-    pool: Option<Arc<WarmPool>>,
+    backend: ToolBackend,
     limits: Limits,
     target: PythonVersion,
     monitor_interval: Duration,
@@ -269,11 +367,54 @@ fn describe(how: Enforced) -> &'static str {
 impl std::fmt::Debug for CodeExecutionTool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodeExecutionTool")
-            .field("backend", &self.backend.kind())
+            .field("backend", &self.backend())
             .field("limits", &self.limits)
             .field("target", &self.target)
             .finish()
     }
+}
+
+/// The original entry points, each one call of `run_with` (shared by the tool and its
+/// persistent sandboxes, which run code the same ways).
+macro_rules! original_entry_points {
+    () => {
+        /// Validates and runs `code` with an empty stdin.
+        pub fn execute(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
+            self.run_with(code.as_bytes(), RunOptions::default())
+        }
+
+        /// The general form of the original API: code as bytes, optional stdin, optional
+        /// monitoring interval.
+        pub fn run(
+            &self,
+            code: &[u8],
+            stdin: Option<&[u8]>,
+            monitor: Option<Duration>,
+        ) -> Result<ExecutionResult, ExecuteError> {
+            let options = RunOptions {
+                stdin,
+                monitor,
+                cancel: None,
+            };
+            self.run_with(code, options)
+        }
+
+        /// [`run`](Self::run) that stops (result `Cancelled`) when `cancel` is set.
+        pub fn run_cancellable(
+            &self,
+            code: &[u8],
+            stdin: Option<&[u8]>,
+            monitor: Option<Duration>,
+            cancel: Option<Cancel>,
+        ) -> Result<ExecutionResult, ExecuteError> {
+            let options = RunOptions {
+                stdin,
+                monitor,
+                cancel,
+            };
+            self.run_with(code, options)
+        }
+    };
 }
 
 impl CodeExecutionTool {
@@ -298,12 +439,12 @@ impl CodeExecutionTool {
             image: None,
             warm_pool: 0,
             preload: Vec::new(),
-            zygote: ZygoteMode::default(),
+            zygote: None,
         }
     }
 
     pub fn backend(&self) -> BackendKind {
-        self.backend.kind()
+        self.backend.backend().kind()
     }
 
     pub fn limits(&self) -> &Limits {
@@ -313,64 +454,64 @@ impl CodeExecutionTool {
     /// Whether native runs fork from a zygote (and which), or why not (`"off"`, or what kept
     /// it from starting). An error for other backends.
     pub fn zygote_status(&self) -> Result<ZygoteInfo, String> {
-        match &self.native {
-            Some(native) => native.zygote_status(),
-            None => Err("not the native backend".into()),
+        match &self.backend {
+            ToolBackend::Native { backend, .. } => backend.zygote_status(),
+            _ => Err("not the native backend".into()),
         }
     }
 
     /// Pre-started sandboxes ready now (0 without a warm pool).
     pub fn pool_ready(&self) -> usize {
-        self.pool.as_ref().map_or(0, |p| p.ready())
+        match &self.backend {
+            ToolBackend::Native {
+                pool: Some(pool), ..
+            } => pool.ready(),
+            _ => 0,
+        }
     }
 
     pub fn target_version(&self) -> PythonVersion {
         self.target
     }
 
-    /// Validates and runs `code` with an empty stdin.
-    pub fn execute(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
-        self.run(code.as_bytes(), None, None)
-    }
+    original_entry_points!();
 
     /// Like [`execute`](Self::execute), also sampling CPU and memory over time into
     /// `monitoring`.
     pub fn execute_with_monitoring(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
-        self.run(code.as_bytes(), None, Some(self.monitor_interval))
+        let options = RunOptions {
+            monitor: Some(self.monitor_interval),
+            ..RunOptions::default()
+        };
+        self.run_with(code.as_bytes(), options)
     }
 
-    /// The general form: code as bytes, optional stdin, optional monitoring interval.
-    pub fn run(
+    /// Every execution of this tool: size cap, syntax, then a pre-started sandbox (when one
+    /// accepts the request) or the backend.
+    pub fn run_with(
         &self,
         code: &[u8],
-        stdin: Option<&[u8]>,
-        monitor: Option<Duration>,
-    ) -> Result<ExecutionResult, ExecuteError> {
-        self.run_cancellable(code, stdin, monitor, None)
-    }
-
-    /// [`run`](Self::run) that stops (result `Cancelled`) when `cancel` is set.
-    pub fn run_cancellable(
-        &self,
-        code: &[u8],
-        stdin: Option<&[u8]>,
-        monitor: Option<Duration>,
-        cancel: Option<Cancel>,
+        options: RunOptions<'_>,
     ) -> Result<ExecutionResult, ExecuteError> {
         if let Err(rejected) = self.admit(code)? {
             return Ok(rejected);
         }
         let request = ExecutionRequest {
             code,
-            stdin,
+            stdin: options.stdin,
             limits: self.limits,
-            monitor,
-            cancel,
+            monitor: options.monitor,
+            cancel: options.cancel,
         };
-        let prepared = self.pool.as_ref().and_then(|pool| pool.take(&request));
+        let prepared = match &self.backend {
+            ToolBackend::Native {
+                pool: Some(pool), ..
+            } => pool.take(&request),
+            _ => None,
+        };
         Ok(self.finish(match prepared {
             Some(run) => run.execute(&request),
-            None => self.backend.execute(&request),
+            None => self.backend.backend().execute(&request),
         }))
     }
 
@@ -396,7 +537,7 @@ impl CodeExecutionTool {
 
     /// Completes a backend's result with what the tool knows about it.
     fn finish(&self, mut result: ExecutionResult) -> ExecutionResult {
-        result.limits_enforced = Some(self.backend.enforcement());
+        result.limits_enforced = Some(self.backend.backend().enforcement());
         result
     }
 
@@ -409,15 +550,16 @@ impl CodeExecutionTool {
                 max,
             });
         }
+        let kind = self.backend();
         if self.strict_limits {
-            let weak = self.backend.enforcement().weak();
+            let weak = self.backend.backend().enforcement().weak();
             if !weak.is_empty() {
                 let list: Vec<String> = weak
                     .iter()
                     .map(|(field, how)| format!("{field} ({})", describe(*how)))
                     .collect();
                 return Ok(Err(ExecutionResult::sandbox_error(
-                    self.backend.kind().as_str(),
+                    kind.as_str(),
                     format!(
                         "--strict-limits: this host cannot enforce every limit for the whole run: {}; see `code-exec doctor`",
                         list.join(", ")
@@ -425,22 +567,19 @@ impl CodeExecutionTool {
                 )));
             }
         }
-        Ok(syntax::validate(code, self.target).map_err(|problem| {
-            ExecutionResult::syntax_error(self.backend.kind().as_str(), &problem)
-        }))
+        Ok(syntax::validate(code, self.target)
+            .map_err(|problem| ExecutionResult::syntax_error(kind.as_str(), &problem)))
     }
 
     /// Creates a persistent sandbox with this tool's limits (the seed's `SandboxExecutor`):
     /// many executions, files in `/work` kept between them, processes not.
     pub fn create_sandbox(&self) -> Result<SandboxExecutor, ToolError> {
-        let sandbox = match (&self.native, &self.docker) {
-            (Some(native), _) => Persistent::Native(
-                native
-                    .create_sandbox(self.limits)
-                    .map_err(|e| ToolError::Sandbox(e.to_string()))?,
-            ),
-            (None, Some(docker)) => Persistent::Docker(docker.create_sandbox(self.limits)?),
-            (None, None) => return Err(ToolError::NoPersistentSandboxes(self.backend.kind())),
+        let sandbox = match &self.backend {
+            ToolBackend::Native { backend, .. } => {
+                Persistent::Native(backend.create_sandbox(self.limits)?)
+            }
+            ToolBackend::Docker(docker) => Persistent::Docker(docker.create_sandbox(self.limits)?),
+            ToolBackend::None(_) => return Err(ToolError::NoPersistentSandboxes(self.backend())),
         };
         Ok(SandboxExecutor {
             tool: self.clone(),
@@ -468,9 +607,7 @@ impl Persistent {
 
     fn update_limits(&self, limits: &Limits) -> Result<(), ToolError> {
         match self {
-            Persistent::Native(s) => s
-                .update_limits(limits)
-                .map_err(|e| ToolError::Sandbox(e.to_string())),
+            Persistent::Native(s) => Ok(s.update_limits(limits)?),
             Persistent::Docker(s) => Ok(s.update_limits(limits)?),
         }
     }
@@ -518,31 +655,17 @@ pub struct SandboxExecutor {
 impl SandboxExecutor {
     /// Validates and runs `code` in the sandbox (the seed's name).
     pub fn execute_in_container(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
-        self.run(code.as_bytes(), None, None)
+        self.run_with(code.as_bytes(), RunOptions::default())
     }
 
-    /// Same as [`execute_in_container`](Self::execute_in_container).
-    pub fn execute(&self, code: &str) -> Result<ExecutionResult, ExecuteError> {
-        self.run(code.as_bytes(), None, None)
-    }
+    original_entry_points!();
 
-    /// The general form: code as bytes, optional stdin, optional monitoring interval.
-    pub fn run(
+    /// Every execution in this sandbox: size cap and syntax as the tool's, then one at a time
+    /// under the sandbox's current limits.
+    pub fn run_with(
         &self,
         code: &[u8],
-        stdin: Option<&[u8]>,
-        monitor: Option<Duration>,
-    ) -> Result<ExecutionResult, ExecuteError> {
-        self.run_cancellable(code, stdin, monitor, None)
-    }
-
-    /// [`run`](Self::run) that stops (result `Cancelled`) when `cancel` is set.
-    pub fn run_cancellable(
-        &self,
-        code: &[u8],
-        stdin: Option<&[u8]>,
-        monitor: Option<Duration>,
-        cancel: Option<Cancel>,
+        options: RunOptions<'_>,
     ) -> Result<ExecutionResult, ExecuteError> {
         if let Err(rejected) = self.tool.admit(code)? {
             return Ok(rejected);
@@ -551,10 +674,10 @@ impl SandboxExecutor {
         let limits = *lock(&self.limits);
         let request = ExecutionRequest {
             code,
-            stdin,
+            stdin: options.stdin,
             limits,
-            monitor,
-            cancel,
+            monitor: options.monitor,
+            cancel: options.cancel,
         };
         Ok(self.tool.finish(self.sandbox.execute(&request)))
     }
@@ -639,9 +762,7 @@ impl SandboxExecutor {
         if self.sandbox.exists() {
             Ok(())
         } else {
-            Err(ToolError::Sandbox(
-                "the sandbox was cleaned up; create a new one".into(),
-            ))
+            Err(ToolError::CleanedUp)
         }
     }
 

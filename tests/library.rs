@@ -177,6 +177,55 @@ fn docker_builder_input_is_validated_before_any_engine_call() {
     ));
 }
 
+/// Options that do not fit the backend or each other are refused by name, before any backend
+/// is connected, reaped or started (docker is never reached: these pass with no engine).
+#[test]
+fn builder_options_that_do_not_fit_are_refused_by_name() {
+    use code_execution_tool::ZygoteMode;
+    let refused = |builder: code_execution_tool::ToolBuilder, option: &str| match builder.build() {
+        Err(ToolError::InvalidOption {
+            option: named,
+            reason,
+        }) => {
+            assert_eq!(named, option, "{reason}");
+            assert!(!reason.is_empty());
+        }
+        Err(other) => panic!("{option}: expected InvalidOption, got {other}"),
+        Ok(tool) => panic!("{option}: built {tool:?}"),
+    };
+    let docker = || CodeExecutionTool::builder().backend(BackendKind::Docker);
+    let none = || {
+        CodeExecutionTool::builder()
+            .backend(BackendKind::None)
+            .supervisor(common::bin())
+    };
+    refused(docker().warm_pool(2, Vec::new()), "warm_pool");
+    refused(none().warm_pool(1, Vec::new()), "warm_pool");
+    refused(docker().zygote(ZygoteMode::Off), "zygote");
+    refused(none().zygote(ZygoteMode::Required), "zygote");
+    refused(docker().python("/usr/bin/python3"), "python");
+    refused(docker().supervisor(common::bin()), "supervisor");
+    refused(
+        CodeExecutionTool::builder().warm_pool(1, vec!["os; import x".into()]),
+        "preload",
+    );
+    refused(
+        CodeExecutionTool::builder().warm_pool(1, vec!["1numpy".into()]),
+        "preload",
+    );
+    refused(
+        CodeExecutionTool::builder().warm_pool(0, vec!["numpy".into()]),
+        "preload",
+    );
+    refused(none().monitor_interval(Duration::ZERO), "monitor_interval");
+    // And the same options where they fit build (the none backend needs no kernel feature).
+    let tool = none()
+        .monitor_interval(Duration::from_millis(1))
+        .build()
+        .unwrap();
+    assert_eq!(tool.backend(), BackendKind::None);
+}
+
 #[test]
 fn code_executor_validates_and_runs() {
     // CodeExecutor::new finds the supervisor on its own (beside the test binary).

@@ -543,7 +543,7 @@ print('survived')
 
 native_test!(strict_limits_follow_what_the_host_can_enforce, {
     let (r, status) = run_native("print('ran')", &["--strict-limits"]);
-    match code_execution_tool::cgroup::CgroupDriver::detect() {
+    match code_execution_tool::doctor::run_cgroups() {
         Ok(_) => {
             assert_eq!(status, 0, "with cgroups every limit is enforced: {r}");
             assert_eq!(r["limits_enforced"]["memory_mb"], "cgroup");

@@ -3,7 +3,7 @@
 //! limits are valid by construction; a backend only runs and reports.
 
 pub mod docker;
-pub(crate) mod helper;
+pub mod helper;
 pub mod native;
 pub mod none;
 pub(crate) mod verdict;

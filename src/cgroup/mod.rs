@@ -183,14 +183,6 @@ impl RunCgroup {
         Ok(())
     }
 
-    /// Moves process `pid` into this cgroup.
-    pub fn join(&self, pid: u32) -> Result<(), CgroupError> {
-        for file in self.procs_files() {
-            write_file(&file, &pid.to_string())?;
-        }
-        Ok(())
-    }
-
     /// Applies limits, live: running processes are held to them at once.
     pub fn set_limits(&self, limits: &CgroupLimits) -> Result<(), CgroupError> {
         match self {

@@ -9,8 +9,6 @@
 use std::fs::File;
 use std::io::{PipeReader, PipeWriter, Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::code::CodeStart;
@@ -214,31 +212,17 @@ struct Watch<'a> {
 impl Watch<'_> {
     /// Watches to the end and reports; exits the process.
     fn run(&self, control: OwnedFd, mut exit: PipeReader, setup_errors: PipeReader) -> ! {
-        let finished = AtomicBool::new(false);
-        let peak_sampled = Mutex::new(0u64);
+        let watch = tree::RunWatch::default();
+        let measure = || self.measure();
         std::thread::scope(|scope| {
-            scope.spawn(|| {
-                protocol::wait_for_kill(control);
-                // SIGKILL to the init takes every process of the PID namespace with it.
-                if !finished.load(Ordering::SeqCst) {
-                    sys::kill(self.init_pid as u32);
-                }
-            });
-            if let Some(ms) = self.config.sample_interval_ms {
-                let interval = Duration::from_millis(ms.max(1));
-                let (finished, peak) = (&finished, &peak_sampled);
-                scope.spawn(move || {
-                    let measure = || self.measure();
-                    tree::sample_loop(
-                        self.started,
-                        interval,
-                        finished,
-                        peak,
-                        &measure,
-                        self.status,
-                    )
-                });
-            }
+            let sampling = tree::Sampling {
+                started: self.started,
+                interval_ms: self.config.sample_interval_ms,
+                measure: &measure,
+                status: self.status,
+            };
+            // SIGKILL to the init takes every process of the PID namespace with it.
+            watch.spawn(scope, control, || sys::kill(self.init_pid as u32), sampling);
             // The init reports only once every other process of the sandbox is gone (it
             // kills and reaps them first): the report need not wait for its exit and the
             // namespaces' teardown. Without a report the init died — killed (timeout, output
@@ -252,13 +236,12 @@ impl Watch<'_> {
             } else {
                 None
             };
-            finished.store(true, Ordering::SeqCst);
+            let peak_sampled = watch.finish();
             let setup_error = read_setup_errors(setup_errors);
             let code_status = reported.or(match init_status {
                 Some(ExitStatus::Signal(sig)) => Some(ExitStatus::Signal(sig)),
                 _ => None,
             });
-            let peak_sampled = peak_sampled.lock().map_or(0, |p| *p);
             self.report(code_status, setup_error, peak_sampled);
             if !reap_first {
                 self.wait_for_init();
@@ -318,18 +301,8 @@ impl Watch<'_> {
             });
             std::process::exit(exit_code::SETUP_FAILED);
         }
-        let (code, signal) = match code_status {
-            Some(ExitStatus::Code(c)) => (Some(c), None),
-            Some(ExitStatus::Signal(s)) => (None, Some(s)),
-            None => (None, None),
-        };
-        self.status.send(&StatusEvent::Exit {
-            code,
-            signal,
-            cpu_time_ms: cpu.as_secs_f64() * 1000.0,
-            peak_memory_bytes: peak,
-            memory_limit_hit: oom,
-        });
+        self.status
+            .send(&StatusEvent::exit(code_status, cpu, peak, oom));
     }
 }
 

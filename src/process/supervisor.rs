@@ -7,8 +7,6 @@
 
 use std::os::fd::OwnedFd;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use super::tree;
@@ -92,39 +90,32 @@ fn watch_run(
     started: Instant,
     status: &StatusChannel,
 ) -> ! {
-    let finished = AtomicBool::new(false);
-    let peak_sampled = Mutex::new(0u64);
+    let watch = tree::RunWatch::default();
     std::thread::scope(|scope| {
-        scope.spawn(|| {
-            protocol::wait_for_kill(control);
-            if !finished.load(Ordering::SeqCst) {
+        let sampling = tree::Sampling {
+            started,
+            interval_ms: config.sample_interval_ms,
+            measure: &own_tree_usage,
+            status,
+        };
+        watch.spawn(
+            scope,
+            control,
+            || {
                 kill_all_descendants();
-            }
-        });
-        if let Some(ms) = config.sample_interval_ms {
-            let interval = Duration::from_millis(ms.max(1));
-            let (finished, peak) = (&finished, &peak_sampled);
-            scope.spawn(move || {
-                tree::sample_loop(started, interval, finished, peak, &own_tree_usage, status)
-            });
-        }
+            },
+            sampling,
+        );
         let main_status = wait_for_main(main_pid);
         kill_until_no_children();
-        finished.store(true, Ordering::SeqCst);
+        let sampled = watch.finish();
         let (cpu, max_rss_kb) = sys::children_usage();
-        let sampled = peak_sampled.lock().map(|p| *p).unwrap_or(0);
-        let (code, signal) = match main_status {
-            Some(ExitStatus::Code(c)) => (Some(c), None),
-            Some(ExitStatus::Signal(s)) => (None, Some(s)),
-            None => (None, None),
-        };
-        status.send(&StatusEvent::Exit {
-            code,
-            signal,
-            cpu_time_ms: cpu.as_secs_f64() * 1000.0,
-            peak_memory_bytes: sampled.max(max_rss_kb * 1024),
-            memory_limit_hit: false,
-        });
+        status.send(&StatusEvent::exit(
+            main_status,
+            cpu,
+            sampled.max(max_rss_kb * 1024),
+            false,
+        ));
         // The control watcher may still block on its read; leave without joining it.
         std::process::exit(0)
     })

@@ -1,15 +1,73 @@
 //! Process trees seen through `/proc`: the descendants of a process, their CPU time, resident
-//! memory and count, and the sampling loop that turns those figures into `Sample` events.
-//! Used by the supervisor (its own tree) and the sandbox helper (the init's tree, when no
-//! cgroup counts for it).
+//! memory and count, the sampling loop that turns those figures into `Sample` events, and
+//! the background watchers of a run (its control channel and its sampler). Used by the
+//! supervisor (its own tree) and the sandbox helper (the init's tree, when no cgroup counts
+//! for it).
 
 use std::collections::HashSet;
+use std::os::fd::OwnedFd;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::Scope;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{StatusChannel, StatusEvent};
+use crate::protocol::{self, StatusChannel, StatusEvent};
 use crate::sys;
+
+/// What a helper watches while its run goes on, shared with its background threads.
+#[derive(Default)]
+pub(crate) struct RunWatch {
+    /// Set once the run has ended: a late kill or sample is then nothing to do.
+    pub(crate) finished: AtomicBool,
+    /// The largest memory figure a sample saw.
+    pub(crate) peak_sampled: Mutex<u64>,
+}
+
+/// How a run is sampled: from `started`, every `interval`, by `measure`, on `status`.
+pub(crate) struct Sampling<'a> {
+    pub(crate) started: Instant,
+    pub(crate) interval_ms: Option<u64>,
+    pub(crate) measure: Measure<'a>,
+    pub(crate) status: &'a StatusChannel,
+}
+
+impl RunWatch {
+    /// Starts the run's watchers in `scope`: one ends the run (`kill`) when the control
+    /// channel says so or the host is gone, unless it has finished; one samples it, if asked.
+    pub(crate) fn spawn<'scope>(
+        &'scope self,
+        scope: &'scope Scope<'scope, '_>,
+        control: OwnedFd,
+        kill: impl FnOnce() + Send + 'scope,
+        sampling: Sampling<'scope>,
+    ) {
+        scope.spawn(move || {
+            protocol::wait_for_kill(control);
+            if !self.finished.load(Ordering::SeqCst) {
+                kill();
+            }
+        });
+        if let Some(ms) = sampling.interval_ms {
+            let interval = Duration::from_millis(ms.max(1));
+            scope.spawn(move || {
+                sample_loop(
+                    sampling.started,
+                    interval,
+                    &self.finished,
+                    &self.peak_sampled,
+                    sampling.measure,
+                    sampling.status,
+                )
+            });
+        }
+    }
+
+    /// Marks the run finished; returns the sampled peak.
+    pub(crate) fn finish(&self) -> u64 {
+        self.finished.store(true, Ordering::SeqCst);
+        self.peak_sampled.lock().map_or(0, |p| *p)
+    }
+}
 
 /// Usage of a set of processes: CPU time so far (ns), resident bytes, live processes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -100,7 +158,7 @@ pub(crate) type Measure<'a> = &'a (dyn Fn() -> TreeUsage + Sync);
 
 /// Sends a resource sample every `interval` until `finished`, with CPU use computed over the
 /// time since the previous sample; keeps the largest memory figure in `peak`.
-pub(crate) fn sample_loop(
+fn sample_loop(
     started: Instant,
     interval: Duration,
     finished: &AtomicBool,

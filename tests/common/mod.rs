@@ -212,7 +212,7 @@ pub fn native_sandbox_or_skip(test: &str) -> bool {
 /// cgroup-enforced limits need them: under `CI=true` as root their absence fails the test; an
 /// unprivileged run (CI's second pass) skips them loudly.
 pub fn cgroups_or_skip(test: &str) -> bool {
-    match code_execution_tool::cgroup::CgroupDriver::detect() {
+    match code_execution_tool::doctor::run_cgroups() {
         Ok(_) => true,
         Err(err) => {
             let root = std::fs::read_to_string("/proc/self/status")
@@ -230,7 +230,7 @@ pub fn cgroups_or_skip(test: &str) -> bool {
 
 /// Whether run cgroups can be created here (without skipping anything).
 pub fn cgroups_available() -> bool {
-    code_execution_tool::cgroup::CgroupDriver::detect().is_ok()
+    code_execution_tool::doctor::run_cgroups().is_ok()
 }
 
 /// `["--zygote"]` when CODE_EXEC_TEST_ZYGOTE=1: the native suite then runs through the zygote

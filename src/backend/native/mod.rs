@@ -7,14 +7,18 @@
 
 mod exposures;
 mod host_ids;
-pub(crate) mod persistent;
-pub(crate) mod pool;
+pub mod persistent;
+pub mod pool;
 mod zygote;
+
+pub use zygote::ZygoteError;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+
+use thiserror::Error;
 
 use self::zygote::Zygote;
 use super::helper::{HelperBinary, Launch, RunError, SpawnedHelper, spawn_helper};
@@ -28,6 +32,24 @@ use crate::protocol::{Exposure, HiddenMode, SandboxConfig, fds};
 use crate::result::ExecutionResult;
 use crate::runner::{Invocation, RunnerArgs, code_environment};
 use crate::sandbox::{CODE_PATH, WORK_DIR};
+
+/// Why the native backend, or a part of it, cannot run here.
+#[derive(Debug, Error)]
+pub enum NativeError {
+    #[error("the native sandbox needs Linux on x86_64")]
+    Unsupported,
+    #[error("cannot find what of the host {interpreter} needs: {reason}")]
+    Layout {
+        interpreter: PathBuf,
+        reason: String,
+    },
+    #[error("no zygote: {0}")]
+    Zygote(#[source] ZygoteError),
+    #[error("a warm pool needs cgroups: {0}")]
+    PoolNeedsCgroups(String),
+    #[error("cannot start the pool's threads: {0}")]
+    PoolThreads(#[source] std::io::Error),
+}
 
 #[derive(Debug)]
 pub struct NativeBackend {
@@ -79,12 +101,19 @@ fn next_run_number() -> u64 {
 }
 
 impl NativeBackend {
-    pub fn new(interpreter: Interpreter, helper: HelperBinary) -> Result<NativeBackend, String> {
+    pub fn new(
+        interpreter: Interpreter,
+        helper: HelperBinary,
+    ) -> Result<NativeBackend, NativeError> {
         if !cfg!(target_os = "linux") || !cfg!(target_arch = "x86_64") {
-            return Err("the native sandbox needs Linux on x86_64".into());
+            return Err(NativeError::Unsupported);
         }
+        let exposed =
+            exposures::exposures_for(&interpreter).map_err(|reason| NativeError::Layout {
+                interpreter: interpreter.path().to_owned(),
+                reason,
+            })?;
         workspace::reap_stale();
-        let exposed = exposures::exposures_for(&interpreter)?;
         let (cgroups, cgroup_problem) = match CgroupDriver::detect() {
             Ok(driver) => {
                 driver.reap_stale();
@@ -102,17 +131,22 @@ impl NativeBackend {
         })
     }
 
+    /// The interpreter runs start.
+    pub fn interpreter(&self) -> &Interpreter {
+        &self.interpreter
+    }
+
     /// Starts (or not) the zygote runs fork from; an error only for `Required`.
-    pub fn start_zygote(&self, mode: ZygoteMode) -> Result<(), String> {
+    pub fn start_zygote(&self, mode: ZygoteMode) -> Result<(), NativeError> {
         let state = match mode {
             ZygoteMode::Off => ZygoteState::Off,
             ZygoteMode::Auto | ZygoteMode::Required => {
                 match Zygote::start(self.helper.path(), &self.interpreter) {
                     Ok(zygote) => ZygoteState::Running(Arc::new(zygote)),
                     Err(why) if mode == ZygoteMode::Required => {
-                        return Err(format!("no zygote: {why}"));
+                        return Err(NativeError::Zygote(why));
                     }
-                    Err(why) => ZygoteState::Unavailable(why),
+                    Err(why) => ZygoteState::Unavailable(why.to_string()),
                 }
             }
         };
@@ -164,13 +198,6 @@ impl NativeBackend {
                 spawn_helper(cold, config_json, retry_stdin)
             }
         }
-    }
-
-    /// The cgroup driver in use, or why there is none.
-    pub fn cgroups(&self) -> Result<&CgroupDriver, &str> {
-        self.cgroups
-            .as_ref()
-            .ok_or(self.cgroup_problem.as_deref().unwrap_or("unknown"))
     }
 
     fn new_cgroup(&self, n: u64, limits: &Limits) -> Result<Option<RunCgroup>, RunError> {

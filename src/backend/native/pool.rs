@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use super::{CgroupGuard, NativeBackend, Place, cgroup_limits, host_ids};
+use super::{CgroupGuard, NativeBackend, NativeError, Place, cgroup_limits, host_ids};
 use crate::backend::helper::{RunError, SpawnedHelper};
 use crate::backend::workspace::Workspace;
 use crate::backend::{BackendKind, ExecutionRequest};
@@ -152,14 +152,13 @@ impl WarmPool {
         size: usize,
         limits: Limits,
         preload: Vec<String>,
-    ) -> Result<WarmPool, String> {
+    ) -> Result<WarmPool, NativeError> {
         if backend.cgroups.is_none() {
-            return Err(format!(
-                "a warm pool needs cgroups: {}",
+            return Err(NativeError::PoolNeedsCgroups(
                 backend
                     .cgroup_problem
-                    .as_deref()
-                    .unwrap_or("none available")
+                    .clone()
+                    .unwrap_or_else(|| "none available".into()),
             ));
         }
         let inner = Arc::new(PoolInner {
@@ -183,7 +182,7 @@ impl WarmPool {
             let filler = std::thread::Builder::new()
                 .name("code-exec-pool".into())
                 .spawn(move || filling.fill())
-                .map_err(|e| format!("cannot start the pool's threads: {e}"))?;
+                .map_err(NativeError::PoolThreads)?;
             lock(&pool.fillers).push(filler);
         }
         Ok(pool)

@@ -8,6 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
+use thiserror::Error;
+
 use crate::backend::helper::{ForkHelper, ForkedHelper, RunError};
 use crate::interpreter::Interpreter;
 use crate::lock::lock;
@@ -17,6 +19,31 @@ use crate::runner::code_environment;
 use crate::sandbox::WORK_DIR;
 use crate::sys::fdpass;
 use crate::sys::{self, ChildSetup};
+
+/// Why a zygote could not start (runs then start cold, unless the zygote was required).
+#[derive(Debug, Error)]
+pub enum ZygoteError {
+    #[error("no shared libpython{version} next to {interpreter}")]
+    NoLibpython {
+        version: String,
+        interpreter: PathBuf,
+    },
+    #[error("{program} did not describe itself: {reason}")]
+    Describe { program: PathBuf, reason: String },
+    #[error("cannot set up the zygote's channels: {0}")]
+    Channel(#[source] std::io::Error),
+    #[error("cannot encode the zygote's config: {0}")]
+    Config(#[source] serde_json::Error),
+    #[error("cannot start {program}: {source}")]
+    Spawn {
+        program: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// What the zygote said (its `E<why>`), or that it said nothing in time.
+    #[error("{0}")]
+    Refused(String),
+}
 
 /// The host's handle on a running zygote. Dropping it ends the zygote.
 #[derive(Debug)]
@@ -30,13 +57,10 @@ pub(super) struct Zygote {
 impl Zygote {
     /// Starts a zygote for `interpreter`; an error says why this host cannot have one (no
     /// shared libpython of the same release, for instance), and runs then start cold.
-    pub(super) fn start(helper: &Path, interpreter: &Interpreter) -> Result<Zygote, String> {
-        let library = find_libpython(interpreter).ok_or_else(|| {
-            format!(
-                "no shared libpython{} next to {}",
-                interpreter.version(),
-                interpreter.path().display()
-            )
+    pub(super) fn start(helper: &Path, interpreter: &Interpreter) -> Result<Zygote, ZygoteError> {
+        let library = find_libpython(interpreter).ok_or_else(|| ZygoteError::NoLibpython {
+            version: interpreter.version().to_string(),
+            interpreter: interpreter.path().to_owned(),
         })?;
         let (version, site_dirs) = describe(interpreter)?;
         let config = ZygoteConfig {
@@ -46,11 +70,11 @@ impl Zygote {
             env: code_environment(WORK_DIR, "/tmp"),
             site_in_zygote: site_is_trusted(interpreter, &site_dirs).is_ok(),
         };
-        let json = serde_json::to_string(&config).map_err(|e| e.to_string())?;
-        let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(|e| e.to_string())?;
+        let json = serde_json::to_string(&config).map_err(ZygoteError::Config)?;
+        let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(ZygoteError::Channel)?;
         let zygote_hi =
-            sys::dup_at_least(zygote_end.as_fd(), fds::HIGH).map_err(|e| e.to_string())?;
-        let config_hi = protocol::config_fd(&json).map_err(|e| e.to_string())?;
+            sys::dup_at_least(zygote_end.as_fd(), fds::HIGH).map_err(ZygoteError::Channel)?;
+        let config_hi = protocol::config_fd(&json).map_err(ZygoteError::Channel)?;
         let mut cmd = Command::new(helper);
         cmd.arg(HiddenMode::Zygote.arg())
             .env_clear()
@@ -68,15 +92,18 @@ impl Zygote {
             new_process_group: true,
         }
         .apply(&mut cmd);
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", helper.display()))?;
+        let mut child = cmd.spawn().map_err(|source| ZygoteError::Spawn {
+            program: helper.to_owned(),
+            source,
+        })?;
         drop((zygote_end, zygote_hi, config_hi));
         let ready = match receive_reply(host_end.as_fd(), START_TIMEOUT_MS) {
             Ok((ZygoteReply::Ready, _)) => Ok(()),
-            Ok((ZygoteReply::Error(why), _)) => Err(why),
-            Ok((ZygoteReply::Forked { .. }, _)) => Err("the zygote answered out of turn".into()),
-            Err(why) => Err(why),
+            Ok((ZygoteReply::Error(why), _)) => Err(ZygoteError::Refused(why)),
+            Ok((ZygoteReply::Forked { .. }, _)) => Err(ZygoteError::Refused(
+                "the zygote answered out of turn".into(),
+            )),
+            Err(why) => Err(ZygoteError::Refused(why)),
         };
         if let Err(why) = ready {
             let _ = child.kill();
@@ -210,7 +237,7 @@ fn site_is_trusted(interpreter: &Interpreter, dirs: &[PathBuf]) -> Result<(), St
 /// What the interpreter says of itself without running `site`: its release
 /// (`sys.version.split()[0]`) and the directories `site` would read (its path and site
 /// directories; for a virtual environment, the environment's too).
-fn describe(interpreter: &Interpreter) -> Result<(String, Vec<PathBuf>), String> {
+fn describe(interpreter: &Interpreter) -> Result<(String, Vec<PathBuf>), ZygoteError> {
     const PROBE: &str = "import json, site, sys\n\
         print(json.dumps([sys.version.split()[0], sys.path + site.getsitepackages()]))";
     let program = interpreter.program();
@@ -220,9 +247,15 @@ fn describe(interpreter: &Interpreter) -> Result<(String, Vec<PathBuf>), String>
         .stdin(Stdio::null())
         .stderr(Stdio::null())
         .output()
-        .map_err(|e| format!("cannot run {}: {e}", program.display()))?;
-    let (release, mut dirs): (String, Vec<PathBuf>) = serde_json::from_slice(&out.stdout)
-        .map_err(|e| format!("{} did not describe itself: {e}", program.display()))?;
+        .map_err(|e| ZygoteError::Describe {
+            program: program.to_owned(),
+            reason: e.to_string(),
+        })?;
+    let (release, mut dirs): (String, Vec<PathBuf>) =
+        serde_json::from_slice(&out.stdout).map_err(|e| ZygoteError::Describe {
+            program: program.to_owned(),
+            reason: e.to_string(),
+        })?;
     if let Some(venv) = interpreter.venv() {
         let version = interpreter.version();
         dirs.push(
