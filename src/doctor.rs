@@ -1,6 +1,7 @@
 //! `code-exec doctor`: what this host supports and what will work here, found by trying —
 //! user namespaces, cgroups (version, and whether run cgroups can be made), seccomp, Landlock,
 //! the interpreter — ending with a real `print(1)` through each available backend.
+//! Runs in the host process (`code-exec doctor`, and the tests' capability checks).
 
 use serde::Serialize;
 

@@ -1,6 +1,6 @@
 //! Finding the Python interpreter that runs the code: a real executable, never a shell script
 //! or a version-manager shim (a shim forks a shell, breaks under a small pids limit, and may
-//! pick another interpreter than the one the syntax was checked for).
+//! pick another interpreter than the one the syntax was checked for). Runs in the host process.
 
 use std::collections::HashMap;
 use std::io::Read;

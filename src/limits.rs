@@ -2,6 +2,7 @@
 //!
 //! Every constructor refuses an out-of-range, zero, negative, NaN or unparsable value with an
 //! error that names the field and the allowed range; nothing is ever clamped silently.
+//! Runs in the host process, at the edge (CLI flags, HTTP bodies, builders).
 
 use std::fmt;
 use std::time::Duration;

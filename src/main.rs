@@ -1,6 +1,7 @@
-//! The `code-exec` command line: `run`, `check`, and the hidden `__supervise` mode in which the
-//! same binary acts as the per-run supervisor process. Raw flags are validated here, once, into
-//! the library's typed values.
+//! The `code-exec` command line: `run`, `check`, `doctor`, `serve`, and the hidden modes in
+//! which the same binary runs as one of a run's processes (`run_if_requested`, first thing in
+//! `main`: see `src/process/`). Runs in the host process. Raw flags are validated here,
+//! once, into the library's typed values.
 //!
 //! Exit status: 0 the code succeeded (or is valid); 1 the code failed; 2 invalid invocation;
 //! 3 the tool itself failed (`SandboxError`).

@@ -1,7 +1,7 @@
 //! The result contract: what every backend returns for one execution, and its JSON form.
 //!
 //! Field names and meanings are promises to users (`code-exec run --json`, the HTTP API, the
-//! Python package): change them only by adding fields.
+//! Python package): change them only by adding fields. Runs in the host process.
 
 use serde::Serialize;
 

@@ -4,6 +4,7 @@
 //! CPython's tokenizer limits (200 nested brackets, 100 indentation levels), and parsing plus
 //! dropping the tree on a dedicated thread whose stack is sized to the input, because dropping a
 //! deeply nested tree recurses once per level and would otherwise abort the whole process.
+//! Runs in the host process, before any backend.
 
 use std::fmt;
 

@@ -1,5 +1,5 @@
 //! Random tokens from the kernel: the nonce that frames a docker run's report, the ids of
-//! the HTTP API's sandboxes.
+//! the HTTP API's sandboxes. Runs in the host process.
 
 /// `bytes` random bytes from `/dev/urandom`, as lowercase hex.
 pub(crate) fn random_hex(bytes: usize) -> std::io::Result<String> {

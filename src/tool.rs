@@ -2,6 +2,7 @@
 //! (a backend with limits: `execute`, `execute_with_monitoring`, `update_limits`) and
 //! `CodeExecutor` (a plain executor: `validate_syntax`, `execute(code, timeout)`).
 //! Every execution passes here: size cap, then syntax validation, then the backend.
+//! Runs in the host process.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

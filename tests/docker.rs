@@ -9,7 +9,6 @@
 #[macro_use]
 mod common;
 
-use std::net::TcpListener;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -74,52 +73,29 @@ fn sandbox_processes(sandbox: &SandboxExecutor) -> Vec<String> {
         .collect()
 }
 
+// ---- the attacks both sandboxes stand (tests/common/attacks.rs) -------------------------
+
+attack_suite!(
+    docker_test,
+    common::attacks::Target::Docker,
+    [
+        success_and_identity,
+        syntax_and_runtime_errors,
+        complex_code_and_stdin,
+        memory_bomb_is_a_memory_limit,
+        many_processes_summing_over_the_memory_limit,
+        fork_bomb_is_contained,
+        host_processes_are_invisible_and_unkillable,
+        host_secrets_stay_out,
+        posture_inside,
+        setuid_binaries_and_device_nodes_grant_nothing,
+        host_loopback_services_are_unreachable,
+        monitoring_reads_the_sandbox_from_outside,
+        output_cap_stops_a_flood,
+    ]
+);
+
 // ---- the seed's list, one-shot -----------------------------------------------------------
-
-docker_test!(success_and_identity, {
-    let (r, status) = run_docker(
-        "import os, socket\nprint(os.getuid(), os.getgid(), socket.gethostname(), os.getcwd())",
-        &[],
-    );
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(r["backend"], "docker");
-    assert_eq!(output(&r), "1000 1000 sandbox /work\n");
-    assert_eq!(r["limits_enforced"]["memory_mb"], "cgroup");
-    assert!(r["cpu_time_ms"].as_f64().unwrap() > 0.0, "{r}");
-    assert!(r["peak_memory_mb"].as_f64().unwrap() > 1.0, "{r}");
-});
-
-docker_test!(syntax_and_runtime_errors, {
-    let (r, status) = run_docker("def f(:\n  pass", &[]);
-    assert_eq!((status, r["error_type"].clone()), (1, "SyntaxError".into()));
-    assert_eq!(r["line"], 1);
-    let (r, status) = run_docker("print('before')\n{}['missing']", &[]);
-    assert_eq!(status, 1);
-    assert_eq!(r["error_type"], "KeyError");
-    assert_eq!(r["error"], "KeyError: 'missing'");
-    assert_eq!(output(&r), "before\n");
-    assert!(r["stderr"].as_str().unwrap().contains("main.py"), "{r}");
-    let (r, _) = run_docker("import sys; sys.exit(4)", &[]);
-    assert_eq!(
-        (r["error_type"].clone(), r["exit_code"].clone()),
-        ("Exit".into(), 4.into())
-    );
-    let (r, _) = run_docker("import ctypes; ctypes.string_at(0)", &[]);
-    assert_eq!(
-        (r["error_type"].clone(), r["signal"].clone()),
-        ("Crash".into(), "SIGSEGV".into()),
-        "{r}"
-    );
-});
-
-docker_test!(complex_code_and_stdin, {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.txt");
-    std::fs::write(&input, "5\n").unwrap();
-    let (r, status) = run_docker(COMPLEX_CODE, &["--stdin", input.to_str().unwrap()]);
-    assert_eq!(status, 0, "{r}");
-    assert_complex_output(&r);
-});
 
 docker_test!(timeout_kills_everything_the_code_started, {
     let tag = "codeexec_timeout_kills_everything_the_code_started";
@@ -150,22 +126,6 @@ while True: pass
     );
 });
 
-docker_test!(memory_bomb_is_a_memory_limit, {
-    let (r, status) = run_docker(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
-    assert_eq!(status, 1);
-    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    assert!(r["peak_memory_mb"].as_f64().unwrap() <= 66.0, "{r}");
-});
-
-docker_test!(many_processes_summing_over_the_memory_limit, {
-    let (r, _) = run_docker(
-        MANY_PROCESSES_OVER_MEMORY,
-        &["--memory", "100", "--timeout", "20"],
-    );
-    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
-});
-
 docker_test!(cpu_limit_throttles_a_spinning_loop, {
     let code = "import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end: pass";
     let (r, status) = run_docker(code, &["--cpu", "0.25", "--timeout", "20"]);
@@ -181,63 +141,6 @@ docker_test!(cpu_limit_throttles_a_spinning_loop, {
         full > share + 0.2,
         "--cpu 1 ({full:.2}) should run much more than 0.25 ({share:.2})"
     );
-});
-
-docker_test!(network_is_off_and_host_loopback_unreachable, {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let code = format!(
-        r#"
-import socket
-out = [sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:])]
-out.append(len(open('/proc/net/route').read().splitlines()) - 1)
-for host in ('127.0.0.1', 'localhost'):
-    s = socket.socket(); s.settimeout(1)
-    try:
-        s.connect((host, {port})); out.append('CONNECTED ' + host)
-    except OSError:
-        out.append('blocked')
-try:
-    socket.getaddrinfo('example.com', 80); out.append('RESOLVED')
-except OSError:
-    out.append('no dns')
-print(out)
-"#
-    );
-    let (r, status) = run_docker(&code, &["--timeout", "20"]);
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(
-        output(&r),
-        "[['lo'], 0, 'blocked', 'blocked', 'no dns']\n",
-        "{r}"
-    );
-    assert!(
-        listener.accept().is_err(),
-        "the host listener saw a connection"
-    );
-});
-
-docker_test!(monitoring_samples_the_container, {
-    let (r, status) = run_docker(
-        &touch_40mb_and_sleep(1.5),
-        &["--monitor", "--monitor-interval", "100"],
-    );
-    assert_eq!(status, 0, "{r}");
-    assert_monitoring_saw_40mb(&r, 3);
-});
-
-docker_test!(output_cap_stops_a_flood, {
-    let (r, _) = run_docker(STDOUT_FLOOD, &["--max-output", "50000"]);
-    assert_eq!(r["error_type"], "OutputLimit", "{r}");
-    assert_eq!(output(&r).len(), 50_000);
-    assert_eq!(r["truncated"], true);
-    let (r, _) = run_docker(
-        "import sys\nsys.stderr.write('e' * 100000)",
-        &["--max-output", "50000"],
-    );
-    assert_eq!(r["error_type"], "OutputLimit", "{r}");
-    assert_eq!(r["stderr"].as_str().unwrap().len(), 50_000);
 });
 
 docker_test!(output_with_escapes_nul_and_a_closed_stdout, {
@@ -487,37 +390,6 @@ docker_test!(engine_problems_are_sandbox_errors_that_say_what_to_do, {
 
 // ---- attacks that apply to a container ---------------------------------------------------
 
-docker_test!(fork_bomb_is_contained, {
-    let tag = "codeexec_fork_bomb_is_contained";
-    let code = fork_bomb(tag);
-    let (r, status) = run_docker(&code, &["--pids", "32", "--timeout", "3"]);
-    assert_eq!(status, 1, "{r}");
-    assert!(
-        r["error_type"] == "Timeout" || r["error_type"] == "MemoryLimit",
-        "{r}"
-    );
-});
-
-docker_test!(host_processes_are_invisible_and_unkillable, {
-    let mut sleeper = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let host_pid = sleeper.id();
-    let code = format!(
-        "import os, signal\npids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\nprint(len(pids) < 10)\ntry:\n    os.kill({host_pid}, signal.SIGKILL); print('killed')\nexcept ProcessLookupError:\n    print('no such process')\ntry:\n    open('/proc/1/environ').read(); print('READ init environ')\nexcept OSError:\n    print('init hidden')"
-    );
-    let (r, status) = run_docker(&code, &[]);
-    assert!(
-        sleeper.try_wait().unwrap().is_none(),
-        "a host process was killed"
-    );
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(output(&r), "True\nno such process\ninit hidden\n");
-});
-
 docker_test!(root_is_read_only_and_scratch_space_bounded, {
     let code = r#"
 import os
@@ -551,73 +423,6 @@ except OSError as e:
     );
 });
 
-docker_test!(host_secrets_stay_out, {
-    let secret = marker("SECRET");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret.txt"), &secret).unwrap();
-    let code = format!(
-        r#"
-import os
-hits = []
-if '{secret}' in repr(dict(os.environ)): hits.append('environ')
-for root, dirs, files in os.walk('/'):
-    if root.startswith(('/proc', '/sys', '/usr', '/dev', '/tmp/.code-exec')):
-        dirs[:] = []; continue
-    for name in files:
-        try:
-            if b'{secret}' in open(os.path.join(root, name), 'rb').read(1 << 20): hits.append(os.path.join(root, name))
-        except OSError: pass
-print('hits', hits)
-print(os.path.exists({dir:?}))
-try:
-    open('/etc/shadow').read(); print('READ shadow')
-except OSError:
-    print('shadow refused')
-"#,
-        dir = dir.path().to_str().unwrap()
-    );
-    let image = docker_image();
-    let run = code_exec_with(
-        &[
-            "run",
-            "--json",
-            "--sandbox",
-            "docker",
-            "--image",
-            &image,
-            "-c",
-            &code,
-        ],
-        None,
-        &[("CODE_EXEC_TEST_SECRET", &secret)],
-    );
-    let r = run.json();
-    assert_eq!(run.status, 0, "{r}");
-    assert_eq!(output(&r), "hits []\nFalse\nshadow refused\n", "{r}");
-});
-
-docker_test!(posture_inside, {
-    let code = r#"
-fields = {}
-for line in open('/proc/self/status'):
-    k, _, v = line.partition(':'); fields[k] = v.strip()
-print(fields['CapEff'], fields['CapPrm'], fields['CapBnd'], fields['CapAmb'], fields['NoNewPrivs'], fields['Seccomp'])
-print(fields['Uid'].split()[0])
-import resource
-print(resource.getrlimit(resource.RLIMIT_CORE))
-"#;
-    let (r, status) = run_docker(code, &[]);
-    assert_eq!(status, 0, "{r}");
-    let mut lines = output(&r).lines();
-    assert_eq!(
-        lines.next(),
-        Some("0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 2"),
-        "{r}"
-    );
-    assert_eq!(lines.next(), Some("1000"));
-    assert_eq!(lines.next(), Some("(0, 0)"));
-});
-
 docker_test!(blocked_syscalls_are_refused, {
     let (r, status) = run_docker(PROBES, &[]);
     assert_eq!(status, 0, "{r}");
@@ -637,25 +442,6 @@ docker_test!(blocked_syscalls_are_refused, {
         assert_eq!(errno, expected, "{name} returned errno {errno}: {r}");
     }
     assert_eq!(seen, 24, "{r}");
-});
-
-docker_test!(setuid_binaries_and_device_nodes_grant_nothing, {
-    let code = r#"
-import os, subprocess
-r = subprocess.run(['/usr/bin/su', 'root', '-c', 'id -u'], capture_output=True, text=True, input='')
-print('su refused', r.returncode != 0 and r.stdout.strip() != '0')
-try:
-    os.mknod('/work/mem', 0o600 | 0o020000, os.makedev(1, 1)); print('MKNOD /dev/mem')
-except OSError as e:
-    print('mknod', e.errno)
-try:
-    os.setuid(0); print('SETUID')
-except OSError as e:
-    print('setuid', e.errno)
-"#;
-    let (r, status) = run_docker(code, &[]);
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(output(&r), "su refused True\nmknod 1\nsetuid 1\n", "{r}");
 });
 
 docker_test!(fds_and_symlinks_lead_nowhere, {

@@ -8,7 +8,6 @@
 #[macro_use]
 mod common;
 
-use std::net::{TcpListener, UdpSocket};
 use std::time::Duration;
 
 use common::*;
@@ -18,47 +17,29 @@ fn output(r: &Value) -> &str {
     r["output"].as_str().unwrap_or_default()
 }
 
+// ---- the attacks both sandboxes stand (tests/common/attacks.rs) -------------------------
+
+attack_suite!(
+    native_test,
+    common::attacks::Target::Native,
+    [
+        success_and_identity,
+        syntax_and_runtime_errors,
+        complex_code_and_stdin,
+        memory_bomb_is_a_memory_limit,
+        many_processes_summing_over_the_memory_limit,
+        fork_bomb_is_contained,
+        host_processes_are_invisible_and_unkillable,
+        host_secrets_stay_out,
+        posture_inside,
+        setuid_binaries_and_device_nodes_grant_nothing,
+        host_loopback_services_are_unreachable,
+        monitoring_reads_the_sandbox_from_outside,
+        output_cap_stops_a_flood,
+    ]
+);
+
 // ---- the seed's list -------------------------------------------------------------------
-
-native_test!(success_and_identity, {
-    let (r, status) = run_native(
-        "import os, socket\nprint(os.getuid(), os.getgid(), socket.gethostname(), os.getcwd(), os.getpid())",
-        &[],
-    );
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(r["backend"], "native");
-    assert_eq!(
-        output(&r),
-        "1000 1000 sandbox /work 2\n",
-        "uid 1000, own hostname, /work, PID 2 under a reaper"
-    );
-});
-
-native_test!(syntax_and_runtime_errors, {
-    let (r, _) = run_native("def f(:\n  pass", &[]);
-    assert_eq!(r["error_type"], "SyntaxError");
-    assert_eq!(r["line"], 1);
-    let (r, status) = run_native("print('before')\n{}['missing']", &[]);
-    assert_eq!(status, 1);
-    assert_eq!(r["error_type"], "KeyError");
-    assert_eq!(r["error"], "KeyError: 'missing'");
-    assert_eq!(output(&r), "before\n");
-    assert!(r["stderr"].as_str().unwrap().contains("/code/main.py"));
-    let (r, _) = run_native("import sys; sys.exit(4)", &[]);
-    assert_eq!(
-        (r["error_type"].clone(), r["exit_code"].clone()),
-        ("Exit".into(), 4.into())
-    );
-});
-
-native_test!(complex_code_and_stdin, {
-    let dir = tempfile::tempdir().unwrap();
-    let input = dir.path().join("in.txt");
-    std::fs::write(&input, "5\n").unwrap();
-    let (r, status) = run_native(COMPLEX_CODE, &["--stdin", input.to_str().unwrap()]);
-    assert_eq!(status, 0, "{r}");
-    assert_complex_output(&r);
-});
 
 native_test!(several_executions_share_nothing, {
     for i in 0..3 {
@@ -111,52 +92,6 @@ native_test!(leftover_processes_die_with_the_main_process, {
     assert_host_clean(&tag);
 });
 
-native_test!(memory_bomb_is_a_memory_limit, {
-    // With a cgroup the OOM killer stops it; without, the per-process fallback does.
-    let (r, status) = run_native(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
-    assert_eq!(status, 1);
-    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    // A cgroup counts exactly what the limit bounds. The per-process fallback bounds private
-    // data (RLIMIT_DATA) while its peak is the resident set, which also counts the
-    // interpreter's shared, file-backed pages (more of them in a run forked from the zygote).
-    let slack = match r["limits_enforced"]["memory_mb"].as_str() {
-        Some("cgroup") => 1.0,
-        _ => 16.0,
-    };
-    assert!(r["peak_memory_mb"].as_f64().unwrap() <= 64.0 + slack, "{r}");
-    assert_host_clean("native_memory_bomb");
-});
-
-native_test!(many_processes_summing_over_the_memory_limit, {
-    if !cgroups_or_skip("many_processes_summing_over_the_memory_limit") {
-        return;
-    }
-    // Each child stays well under the limit; together they are far over it.
-    let (r, _) = run_native(
-        MANY_PROCESSES_OVER_MEMORY,
-        &["--memory", "100", "--timeout", "20"],
-    );
-    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
-    // The parent itself survived; the verdict comes from the cgroup, not from the main process.
-    assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
-});
-
-native_test!(monitoring_reads_the_sandbox_from_outside, {
-    let (r, status) = run_native(
-        &touch_40mb_and_sleep(0.6),
-        &["--monitor", "--monitor-interval", "50"],
-    );
-    assert_eq!(status, 0, "{r}");
-    assert_monitoring_saw_40mb(&r, 5);
-});
-
-native_test!(output_cap_and_flood, {
-    let (r, _) = run_native(STDOUT_FLOOD, &["--max-output", "50000"]);
-    assert_eq!(r["error_type"], "OutputLimit");
-    assert_eq!(output(&r).len(), 50_000);
-    assert_host_clean("native_flood");
-});
-
 native_test!(crashes_are_reported_with_signal_names, {
     let (r, _) = run_native("import ctypes; ctypes.string_at(0)", &[]);
     assert_eq!(
@@ -173,45 +108,12 @@ native_test!(crashes_are_reported_with_signal_names, {
 
 // ---- processes -------------------------------------------------------------------------
 
-native_test!(fork_bomb_is_contained, {
-    let tag = marker("forkbomb");
-    let code = fork_bomb(&tag);
-    let (r, status) = run_native(&code, &["--pids", "32", "--timeout", "3"]);
-    assert_eq!(status, 1, "{r}");
-    assert!(
-        r["error_type"] == "Timeout" || r["error_type"] == "MemoryLimit",
-        "{r}"
-    );
-    assert_host_clean(&tag);
-});
-
 native_test!(thread_bomb_is_contained, {
     // With a cgroup pids.max stops it; without, RLIMIT_NPROC does.
     let code = THREAD_BOMB;
     let (r, status) = run_native(code, &["--pids", "20", "--timeout", "10"]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "capped True\n");
-});
-
-native_test!(host_processes_are_invisible_and_unkillable, {
-    let sleeper = std::process::Command::new("sleep")
-        .arg("30")
-        .spawn()
-        .unwrap();
-    let host_pid = sleeper.id();
-    let code = format!(
-        "import os, signal\npids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\nprint(pids[:3], len(pids) < 10)\ntry:\n    os.kill({host_pid}, signal.SIGKILL); print('killed')\nexcept ProcessLookupError:\n    print('no such process')\ntry:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\nprint('alive')"
-    );
-    let (r, status) = run_native(&code, &[]);
-    let mut sleeper = sleeper;
-    assert!(
-        sleeper.try_wait().unwrap().is_none(),
-        "a host process was killed from the sandbox"
-    );
-    sleeper.kill().unwrap();
-    sleeper.wait().unwrap();
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(output(&r), "[1, 2] True\nno such process\nalive\n");
 });
 
 // ---- filesystem ------------------------------------------------------------------------
@@ -281,44 +183,6 @@ native_test!(inode_exhaustion_is_bounded, {
     assert!(output(&r).starts_with("stopped True"), "{r}");
 });
 
-native_test!(host_secrets_stay_out, {
-    let secret = marker("SECRET");
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("secret.txt"), &secret).unwrap();
-    let code = format!(
-        r#"
-import os
-hits = []
-if '{secret}' in repr(dict(os.environ)): hits.append('environ')
-for pid in os.listdir('/proc'):
-    for f in ('environ', 'cmdline'):
-        try:
-            if b'{secret}' in open('/proc/%s/%s' % (pid, f), 'rb').read(): hits.append(pid + f)
-        except OSError: pass
-for root, dirs, files in os.walk('/'):
-    # /code holds this very program, which names the secret to look for it.
-    if root.startswith(('/proc', '/usr', '/dev', '/code')):
-        dirs[:] = []; continue
-    for name in files:
-        try:
-            if b'{secret}' in open(os.path.join(root, name), 'rb').read(1 << 20): hits.append(os.path.join(root, name))
-        except OSError: pass
-print('hits', hits)
-print(os.path.exists('/etc/shadow'), os.path.exists({dir:?}))
-"#,
-        dir = dir.path().to_str().unwrap()
-    );
-    let run = code_exec_with(
-        &["run", "--json", "--sandbox", "native", "-c", &code],
-        None,
-        &[("CODE_EXEC_TEST_SECRET", &secret)],
-    );
-    let r = run.json();
-    assert_eq!(run.status, 0, "{r}");
-    assert!(output(&r).starts_with("hits []\nFalse False\n"), "{r}");
-    assert!(!run.stderr.contains(&secret));
-});
-
 native_test!(symlinks_lead_nowhere_on_the_host, {
     let code = "import os\nos.symlink('/etc/shadow', '/work/s')\nos.symlink('/root', '/work/r')\nprint(os.path.exists('/work/s'), os.path.exists('/work/r'))\nos.link('/code/main.py', '/work/h') if False else None\nprint('ok')";
     let (r, status) = run_native(code, &[]);
@@ -347,59 +211,6 @@ native_test!(fds_of_the_caller_do_not_leak_in, {
 
 // ---- network ---------------------------------------------------------------------------
 
-native_test!(host_loopback_services_are_unreachable, {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-    udp.set_nonblocking(true).unwrap();
-    let udp_port = udp.local_addr().unwrap().port();
-    let code = format!(
-        r#"
-import socket
-out = []
-# Only loopback exists and nothing is routed: shown from the tables, without sending
-# anything anywhere but the sandbox's own loopback.
-out.append([l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]])
-out.append(len(open('/proc/net/route').read().splitlines()) - 1)
-for host in ('127.0.0.1', 'localhost'):
-    s = socket.socket(); s.settimeout(1)
-    try:
-        s.connect((host, {port})); out.append('CONNECTED ' + host)
-    except OSError as e:
-        out.append('blocked')
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-try: u.sendto(b'leak', ('127.0.0.1', {udp_port}))
-except OSError: pass
-try:
-    socket.getaddrinfo('example.com', 80); out.append('RESOLVED')
-except OSError:
-    out.append('no dns')
-try:
-    s6 = socket.socket(socket.AF_INET6); s6.settimeout(1); s6.connect(('::1', {port})); out.append('CONNECTED6')
-except OSError:
-    out.append('blocked6')
-print(out)
-"#
-    );
-    let (r, status) = run_native(&code, &["--timeout", "20"]);
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(
-        output(&r),
-        "[['lo'], 0, 'blocked', 'blocked', 'no dns', 'blocked6']\n",
-        "{r}"
-    );
-    assert!(
-        listener.accept().is_err(),
-        "the host listener saw a connection"
-    );
-    let mut buf = [0u8; 16];
-    assert!(
-        udp.recv(&mut buf).is_err(),
-        "the host UDP socket received data"
-    );
-});
-
 native_test!(dangerous_socket_families_are_refused, {
     let code = r#"
 import socket
@@ -422,27 +233,6 @@ a, b = socket.socketpair(); a.send(b'x'); print('unix', b.recv(1))
 });
 
 // ---- syscalls and posture --------------------------------------------------------------
-
-native_test!(posture_inside, {
-    let code = r#"
-fields = {}
-for line in open('/proc/self/status'):
-    k, _, v = line.partition(':'); fields[k] = v.strip()
-print(fields['CapEff'], fields['CapPrm'], fields['CapBnd'], fields['CapAmb'], fields['NoNewPrivs'], fields['Seccomp'])
-print(fields['Uid'].split()[0], open('/proc/self/uid_map').read().split()[:1])
-import resource
-print(resource.getrlimit(resource.RLIMIT_CORE))
-"#;
-    let (r, status) = run_native(code, &[]);
-    assert_eq!(status, 0, "{r}");
-    let mut lines = output(&r).lines();
-    assert_eq!(
-        lines.next(),
-        Some("0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 2")
-    );
-    assert_eq!(lines.next(), Some("1000 ['1000']"));
-    assert_eq!(lines.next(), Some("(0, 0)"));
-});
 
 native_test!(the_init_keeps_only_cap_kill_and_cannot_be_touched, {
     // The init keeps CAP_KILL (to end the sandbox's processes before it reports) and nothing
@@ -567,31 +357,6 @@ native_test!(a_virtual_environment_is_exposed_read_only, {
     let (r, status) = run_native(code, &["--python", python.to_str().unwrap()]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "42 False\nread-only\n");
-});
-
-native_test!(setuid_binaries_and_device_nodes_grant_nothing, {
-    let code = r#"
-import os, subprocess
-# A setuid-root binary runs, but as the sandbox user: nosuid mounts and no_new_privs.
-r = subprocess.run(['/usr/bin/su', 'root', '-c', 'id -u'], capture_output=True, text=True, input='')
-print('su refused', r.returncode != 0 and r.stdout.strip() != '0')
-try:
-    os.mknod('/work/mem', 0o600 | 0o020000, os.makedev(1, 1)); print('MKNOD /dev/mem')
-except OSError as e:
-    print('mknod', e.errno)
-try:
-    os.setuid(0); print('SETUID')
-except OSError as e:
-    # EINVAL: uid 0 does not even exist in the sandbox's user namespace.
-    print('setuid refused', e.errno in (1, 22))
-"#;
-    let (r, status) = run_native(code, &[]);
-    assert_eq!(status, 0, "{r}");
-    assert_eq!(
-        output(&r),
-        "su refused True\nmknod 1\nsetuid refused True\n",
-        "{r}"
-    );
 });
 
 native_test!(memfd_and_sparse_files_are_bounded, {

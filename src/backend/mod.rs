@@ -1,6 +1,6 @@
 //! The backend seam: what every way of running code (`none`, `native`, `docker`) implements,
 //! and the request it receives. A request's code has already passed syntax validation and its
-//! limits are valid by construction; a backend only runs and reports.
+//! limits are valid by construction; a backend only runs and reports. Runs in the host process.
 
 pub mod docker;
 pub mod helper;

@@ -4,6 +4,7 @@
 //! subreaper), a per-process memory cap (`RLIMIT_DATA`), no core files, a clean environment, a
 //! private temporary work directory, and only fds 0–2 (plus the runner's close-on-exec report
 //! channel) in the interpreter.
+//! Runs in the host process (the supervisor's own code is `crate::process::supervisor`).
 
 use super::helper::{HelperBinary, Launch, RunError, run_helper};
 use super::workspace::{self, Workspace};

@@ -1,6 +1,7 @@
 //! Per-run host directories (`$TMPDIR/code-exec-<pid>-XXXXXX`, mode 0700): the code file, the
 //! stdin file, and the mount point of a sandbox's root. Removed when the run ends; those of a
 //! caller that crashed carry its dead pid and are reaped by the next backend that starts.
+//! Runs in the host process.
 
 use std::fs::File;
 use std::os::unix::fs::PermissionsExt;

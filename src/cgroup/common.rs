@@ -1,6 +1,7 @@
 //! What both cgroup versions share: the limits and usage types, errors, the control-file
 //! readers and writers, and where the kernel says cgroup hierarchies are mounted. Used by the
 //! drivers (`v1`, `v2`) and the run cgroup (`mod.rs`); imports neither.
+//! Runs in the host process (and, to join a run's cgroup, in the init).
 
 use std::path::{Path, PathBuf};
 

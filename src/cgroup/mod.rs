@@ -3,6 +3,8 @@
 //! reading usage and OOM kills from it, killing what is left in it, and removing it. Every
 //! driver takes its filesystem roots as paths, so both versions are unit-tested on directory
 //! trees; the real kernel is exercised by the integration tests.
+//! Runs in the host process; the sandbox's init only joins its run cgroup
+//! (`RunCgroup::join_self`) and the helper reads its usage.
 
 mod common;
 #[cfg(test)]

@@ -1,6 +1,6 @@
 //! cgroup v1: one hierarchy per controller (memory, cpu, cpuacct, pids), possibly co-mounted.
 //! Run cgroups are created below this process's own cgroup in each hierarchy, so they nest
-//! inside whatever limits the host already imposes on us.
+//! inside whatever limits the host already imposes on us. Runs where `cgroup` does.
 
 use std::path::{Path, PathBuf};
 

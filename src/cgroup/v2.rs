@@ -2,6 +2,7 @@
 //! `cgroup.subtree_control`, and a cgroup with processes of its own cannot enable them, so run
 //! cgroups live in a `code-exec` cgroup of their own: below the root when we may write there
 //! (root), else below the nearest ancestor of our cgroup that was delegated to us.
+//! Runs where `cgroup` does.
 
 use std::path::{Path, PathBuf};
 

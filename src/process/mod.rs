@@ -9,8 +9,8 @@
 //!
 //! 1. **host** (`backend::native`): creates the run's cgroup with its limits, the run
 //!    directory and the code file; makes the five pipes of the run (stdout, stderr, report,
-//!    status, control) and sends the [`SandboxConfig`](crate::protocol::SandboxConfig) JSON with
-//!    the six fds to the zygote.
+//!    status, control) and sends the [`SandboxConfig`](crate::protocol::SandboxConfig)
+//!    JSON with the six fds to the zygote.
 //! 2. **zygote** ([`zygote`], started once per tool: an interpreter past its core start-up and
 //!    the compiled seccomp policy): forks the **helper** with those fds in place and answers
 //!    its pid and pidfd. (A cold run instead execs `code-exec __sandbox`, which compiles the

@@ -1,5 +1,6 @@
 //! The server's Prometheus metrics: requests by outcome, executions by verdict, a latency
 //! histogram, cancellations and expiries; gauges are read at render time.
+//! Runs in the host process (`code-exec serve`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write;

@@ -3,6 +3,7 @@
 //! persistent sandboxes by id with idle expiry, cancellation of executions whose client went
 //! away, metrics, the OpenAPI document and graceful shutdown. Executions and everything that
 //! may block on a backend run on blocking threads; the async side only routes and waits.
+//! Runs in the host process.
 
 mod metrics;
 mod openapi;

@@ -1,4 +1,5 @@
 //! The OpenAPI 3.0 document of the HTTP API (`GET /openapi.json`).
+//! Served by the host process (`code-exec serve`).
 
 pub const DOCUMENT: &str = r##"{
   "openapi": "3.0.3",

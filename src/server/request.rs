@@ -1,6 +1,6 @@
 //! Request bodies of the HTTP API, validated once into typed values. Every refusal names the
 //! field and says what is allowed; unknown fields are refused rather than ignored, so a typo
-//! never silently runs with a default.
+//! never silently runs with a default. Runs in the host process (`code-exec serve`).
 
 use serde_json::{Map, Value};
 

@@ -1,6 +1,7 @@
 //! The zygote's embedded interpreter: libpython loaded with `dlopen`, and the handful of C API
 //! calls the zygote makes (configure, initialize, fork hooks, run source, finalize). Nothing
 //! else in the crate touches the C API. Every `unsafe` block says why it is sound.
+//! Runs in the zygote and the code processes forked from it.
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::path::Path;

@@ -1,6 +1,7 @@
 //! Messages with file descriptors between the host and the zygote: a `SOCK_SEQPACKET` pair,
 //! `SCM_RIGHTS` sending and receiving, polling, and process fds (`pidfd`) for processes this
 //! process did not start itself. Every `unsafe` block says why it is sound.
+//! Runs in the host process and the zygote.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

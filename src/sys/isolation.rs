@@ -1,5 +1,6 @@
 //! Raw syscalls that isolate a process: creating namespaces, identity changes, capabilities,
 //! `no_new_privs`, dumpability, the hostname and the loopback interface.
+//! Runs in the sandbox helper, the init and the code's process.
 
 use std::io;
 

@@ -1,6 +1,7 @@
 //! The one way this crate sends SIGKILL: to one process by pid (never a group or -1), to the
 //! process behind a pidfd, or to every other process of the caller's PID namespace (the
 //! sandbox's init ending the sandbox). A process that is already gone is not an error.
+//! Runs in the host, the helpers and the init.
 
 use std::os::fd::{AsRawFd, BorrowedFd};
 

@@ -1,5 +1,7 @@
-//! Every raw syscall of the crate, one small module per concern. Nothing outside `sys` writes
-//! `unsafe`; each block here says why it is sound (`undocumented_unsafe_blocks` is denied).
+//! Every raw syscall of the crate, one small module per concern; each `unsafe` block here says
+//! why it is sound (`undocumented_unsafe_blocks` is denied). Outside `sys`, `unsafe` appears
+//! only to call the few functions here whose soundness depends on the caller (`unsafe fn`
+//! with a `# Safety` section), each call with its own `SAFETY` comment. Runs in every process.
 
 pub mod embed;
 pub mod fdpass;

@@ -1,6 +1,7 @@
 //! Raw mount syscalls for building a sandbox's root: mount, bind with attributes
 //! (`mount_setattr`), remount, unmount and `pivot_root`. Errors read like
 //! `mount(tmpfs on /x) => EPERM` so a failed setup says which step failed.
+//! Runs in the init (and, for a persistent sandbox's work directory, the host).
 
 use std::ffi::CString;
 use std::io;

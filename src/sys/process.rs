@@ -1,6 +1,7 @@
 //! Raw process syscalls: fd plumbing for children, rlimits, the child
 //! subreaper, waiting, signalling and resource usage. Every `unsafe` block says why it is sound.
 //! Functions meant for `pre_exec` hooks only make async-signal-safe calls and never allocate.
+//! Runs in every process of a run.
 
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};

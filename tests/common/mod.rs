@@ -29,6 +29,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+#[macro_use]
+pub mod attacks;
+
 /// The `code-exec` binary under test: `$CODE_EXEC_BIN` when set (CI copies the binaries to
 /// a place an unprivileged user can reach), else the one cargo built.
 pub fn bin() -> String {
@@ -243,19 +246,27 @@ pub fn zygote_args() -> &'static [&'static str] {
     }
 }
 
-/// `code-exec run --json --sandbox native -c CODE EXTRA...`.
-pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
-    let mut args = vec!["--sandbox", "native"];
-    // CODE_EXEC_TEST_WARM=1 runs the whole suite through pre-started sandboxes (the warm
-    // pool's path); runs it cannot take (monitoring) go cold as the pool would send them.
+/// The `run` arguments of a native run whose own arguments are `extra` (not included):
+/// `--sandbox native`, then the paths CI asks for. CODE_EXEC_TEST_WARM=1 runs the whole suite
+/// through pre-started sandboxes (the warm pool's path); runs it cannot take (monitoring) go
+/// cold as the pool would send them.
+pub fn native_args(extra: &[&str]) -> Vec<String> {
+    let mut args = vec!["--sandbox".to_string(), "native".into()];
     if std::env::var("CODE_EXEC_TEST_WARM").as_deref() == Ok("1")
         && cgroups_available()
         && !extra.contains(&"--monitor")
     {
-        args.push("--warm");
+        args.push("--warm".into());
     }
-    args.extend_from_slice(zygote_args());
-    args.extend_from_slice(extra);
+    args.extend(zygote_args().iter().map(|a| a.to_string()));
+    args
+}
+
+/// `code-exec run --json --sandbox native -c CODE EXTRA...`.
+pub fn run_native(code: &str, extra: &[&str]) -> (Value, i32) {
+    let mut args = native_args(extra);
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     run_code(code, &args)
 }
 

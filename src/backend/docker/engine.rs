@@ -1,7 +1,7 @@
 //! The Docker Engine, through its HTTP API (bollard): connecting, image checks, locked-down
 //! containers, executions through `exec` with the code on stdin, stats, live limit updates,
 //! removal and the reaping of containers whose owner is gone. Async inside, blocking outside:
-//! every public method runs on this engine's own runtime.
+//! every public method runs on this engine's own runtime. Runs in the host process.
 
 use std::collections::HashMap;
 use std::future::Future;

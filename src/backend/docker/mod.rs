@@ -3,7 +3,7 @@
 //! user, init, log driver off, memory = memory+swap, nano-CPUs, pids). One-shot runs create,
 //! run and remove a container; persistent sandboxes keep one and run many executions in it.
 //! The code reaches the container on the stdin of an exec, runs under our wrapper, and the
-//! verdict is decided as for the other backends (`backend::verdict`).
+//! verdict is decided as for the other backends (`backend::verdict`). Runs in the host process.
 
 mod engine;
 mod owner;

@@ -1,6 +1,6 @@
 //! Who created a container: host name, boot id, pid and the pid's start time, written into a
 //! label so that a later start can tell a live owner from a crashed one (pids are reused; the
-//! start time and boot id make the identity unique).
+//! start time and boot id make the identity unique). Runs in the host process.
 
 use std::fmt;
 

@@ -1,7 +1,7 @@
 //! The `native` backend: our own Linux sandbox, seen from the host. This side prepares each
 //! run — what of the host the interpreter needs to see (`exposures`), the host uid the sandbox
-//! maps to (`host_ids`), the run's cgroup with its limits — starts the sandbox helper (forked by
-//! the zygote, `zygote`, or exec'd cold) and cleans up after it. Persistent sandboxes
+//! maps to (`host_ids`), the run's cgroup with its limits — starts the sandbox helper
+//! (forked by the zygote, `zygote`, or exec'd cold) and cleans up after it. Persistent sandboxes
 //! (`persistent`) and pre-started ones with their pool (`pool`) build on the same run. Runs in
 //! the host process; the sandbox's own processes are in `crate::process`.
 

@@ -1,0 +1,398 @@
+//! The attacks every sandbox must stand, written once and instantiated for each backend
+//! (`attack_suite!` in `tests/native.rs` and `tests/docker.rs`). Each attack runs through
+//! `code-exec run --json` on its [`Target`] and asserts what holds everywhere, plus what only
+//! one backend promises (the native init's PID 2, docker's own seccomp profile), by kind.
+
+use serde_json::Value;
+
+use super::*;
+
+/// Which sandbox an attack runs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    Native,
+    Docker,
+}
+
+impl Target {
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Native => "native",
+            Target::Docker => "docker",
+        }
+    }
+
+    /// The `run` arguments that choose this sandbox (for native, the pooled and zygote paths
+    /// when CI asks for them), then `extra`.
+    pub fn args(self, extra: &[&str]) -> Vec<String> {
+        let mut args: Vec<String> = match self {
+            Target::Native => native_args(extra),
+            Target::Docker => vec![
+                "--sandbox".into(),
+                "docker".into(),
+                "--image".into(),
+                docker_image(),
+            ],
+        };
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    }
+
+    /// `code-exec run --json <this sandbox> EXTRA -c CODE`.
+    pub fn run(self, code: &str, extra: &[&str]) -> (Value, i32) {
+        let args = self.args(extra);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_code(code, &args)
+    }
+
+    /// The same with `env` added to the caller's environment (the code must never see it).
+    pub fn run_with_env(self, code: &str, env: &[(&str, &str)]) -> Run {
+        let mut args = vec!["run".to_string(), "--json".into()];
+        args.extend(self.args(&[]));
+        args.extend(["-c".to_string(), code.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        code_exec_with(&args, None, env)
+    }
+
+    /// The host afterwards: no process carrying `tag`, and none of the backend's leftovers.
+    pub fn assert_clean(self, tag: &str) {
+        match self {
+            Target::Native => assert_host_clean(tag),
+            Target::Docker => assert_docker_clean(tag),
+        }
+    }
+
+    /// Whether this sandbox counts memory with a cgroup here.
+    fn has_cgroup(self) -> bool {
+        self == Target::Docker || cgroups_available()
+    }
+}
+
+/// Instantiates the named attacks for one target, each wrapped in the backend's test macro
+/// (which skips loudly where the backend cannot run, and fails then under `CI=true`).
+macro_rules! attack_suite {
+    ($test:ident, $target:expr, [$($attack:ident),* $(,)?]) => {
+        $( $test!($attack, { common::attacks::$attack($target); }); )*
+    };
+}
+
+fn output(r: &Value) -> &str {
+    r["output"].as_str().unwrap_or_default()
+}
+
+pub fn success_and_identity(t: Target) {
+    let (r, status) = t.run(
+        "import os, socket\nprint(os.getuid(), os.getgid(), socket.gethostname(), os.getcwd())\nprint(os.getpid())",
+        &[],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["backend"], t.name());
+    let mut lines = output(&r).lines();
+    assert_eq!(lines.next(), Some("1000 1000 sandbox /work"), "{r}");
+    if t == Target::Native {
+        assert_eq!(lines.next(), Some("2"), "PID 2 under a reaper: {r}");
+    }
+    let memory = if t.has_cgroup() {
+        "cgroup"
+    } else {
+        "per_process"
+    };
+    assert_eq!(r["limits_enforced"]["memory_mb"], memory, "{r}");
+    assert!(r["cpu_time_ms"].as_f64().unwrap() > 0.0, "{r}");
+    assert!(r["peak_memory_mb"].as_f64().unwrap() > 1.0, "{r}");
+}
+
+pub fn syntax_and_runtime_errors(t: Target) {
+    let (r, status) = t.run("def f(:\n  pass", &[]);
+    assert_eq!((status, r["error_type"].clone()), (1, "SyntaxError".into()));
+    assert_eq!(r["line"], 1);
+    let (r, status) = t.run("print('before')\n{}['missing']", &[]);
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "KeyError");
+    assert_eq!(r["error"], "KeyError: 'missing'");
+    assert_eq!(output(&r), "before\n");
+    let stderr = r["stderr"].as_str().unwrap();
+    assert!(stderr.contains("main.py"), "{r}");
+    if t == Target::Native {
+        assert!(stderr.contains("/code/main.py"), "{r}");
+    }
+    let (r, _) = t.run("import sys; sys.exit(4)", &[]);
+    assert_eq!(
+        (r["error_type"].clone(), r["exit_code"].clone()),
+        ("Exit".into(), 4.into())
+    );
+    let (r, _) = t.run("import ctypes; ctypes.string_at(0)", &[]);
+    assert_eq!(
+        (r["error_type"].clone(), r["signal"].clone()),
+        ("Crash".into(), "SIGSEGV".into()),
+        "{r}"
+    );
+}
+
+pub fn complex_code_and_stdin(t: Target) {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.txt");
+    std::fs::write(&input, "5\n").unwrap();
+    let (r, status) = t.run(COMPLEX_CODE, &["--stdin", input.to_str().unwrap()]);
+    assert_eq!(status, 0, "{r}");
+    assert_complex_output(&r);
+}
+
+pub fn memory_bomb_is_a_memory_limit(t: Target) {
+    // With a cgroup the OOM killer stops it; without, the per-process fallback does.
+    let (r, status) = t.run(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
+    assert_eq!(status, 1);
+    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    // A cgroup counts exactly what the limit bounds (docker's figure comes from the engine,
+    // a little late). The per-process fallback bounds private data (RLIMIT_DATA) while its
+    // peak is the resident set, which also counts the interpreter's shared, file-backed pages
+    // (more of them in a run forked from the zygote).
+    let slack = match (t, r["limits_enforced"]["memory_mb"].as_str()) {
+        (Target::Docker, _) => 2.0,
+        (Target::Native, Some("cgroup")) => 1.0,
+        (Target::Native, _) => 16.0,
+    };
+    assert!(r["peak_memory_mb"].as_f64().unwrap() <= 64.0 + slack, "{r}");
+    t.assert_clean("memory_bomb");
+}
+
+pub fn many_processes_summing_over_the_memory_limit(t: Target) {
+    if t == Target::Native && !cgroups_or_skip("many_processes_summing_over_the_memory_limit") {
+        return;
+    }
+    // Each child stays well under the limit; together they are far over it.
+    let (r, _) = t.run(
+        MANY_PROCESSES_OVER_MEMORY,
+        &["--memory", "100", "--timeout", "20"],
+    );
+    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    // The parent itself survived; the verdict comes from the cgroup, not from the main process.
+    assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
+}
+
+pub fn fork_bomb_is_contained(t: Target) {
+    let tag = marker("fork_bomb_is_contained");
+    let code = fork_bomb(&tag);
+    let (r, status) = t.run(&code, &["--pids", "32", "--timeout", "3"]);
+    assert_eq!(status, 1, "{r}");
+    assert!(
+        r["error_type"] == "Timeout" || r["error_type"] == "MemoryLimit",
+        "{r}"
+    );
+    t.assert_clean(&tag);
+}
+
+pub fn host_processes_are_invisible_and_unkillable(t: Target) {
+    let mut sleeper = std::process::Command::new("sleep")
+        .arg("30")
+        .spawn()
+        .unwrap();
+    let host_pid = sleeper.id();
+    // Everything the code may signal, it may kill: in the native sandbox that is only its
+    // own processes; docker's wrapper runs as the sandbox user too, so it is spared there.
+    let kill_all = match t {
+        Target::Native => "try:\n    os.kill(-1, signal.SIGKILL)\nexcept OSError:\n    pass\n",
+        Target::Docker => "",
+    };
+    let code = format!(
+        "import os, signal\npids = sorted(int(p) for p in os.listdir('/proc') if p.isdigit())\nprint(pids[:3], len(pids) < 10)\ntry:\n    os.kill({host_pid}, signal.SIGKILL); print('killed')\nexcept ProcessLookupError:\n    print('no such process')\n{kill_all}try:\n    open('/proc/1/environ').read(); print('READ init environ')\nexcept OSError:\n    print('init hidden')\nprint('alive')"
+    );
+    let (r, status) = t.run(&code, &[]);
+    assert!(
+        sleeper.try_wait().unwrap().is_none(),
+        "a host process was killed from the sandbox"
+    );
+    sleeper.kill().unwrap();
+    sleeper.wait().unwrap();
+    assert_eq!(status, 0, "{r}");
+    let mut lines = output(&r).lines();
+    let first = lines.next().unwrap_or_default();
+    assert!(first.ends_with(" True"), "{r}");
+    if t == Target::Native {
+        assert_eq!(first, "[1, 2] True", "{r}");
+    }
+    assert_eq!(
+        lines.collect::<Vec<_>>(),
+        ["no such process", "init hidden", "alive"],
+        "{r}"
+    );
+}
+
+pub fn host_secrets_stay_out(t: Target) {
+    let secret = marker("SECRET");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("secret.txt"), &secret).unwrap();
+    let code = format!(
+        r#"
+import os
+hits = []
+if '{secret}' in repr(dict(os.environ)): hits.append('environ')
+for pid in os.listdir('/proc'):
+    for f in ('environ', 'cmdline'):
+        try:
+            if b'{secret}' in open('/proc/%s/%s' % (pid, f), 'rb').read(): hits.append(pid + f)
+        except OSError: pass
+for root, dirs, files in os.walk('/'):
+    # /code (and docker's wrapper directory) hold this very program, which names the secret.
+    if root.startswith(('/proc', '/sys', '/usr', '/dev', '/code', '/tmp/.code-exec')):
+        dirs[:] = []; continue
+    for name in files:
+        try:
+            if b'{secret}' in open(os.path.join(root, name), 'rb').read(1 << 20): hits.append(os.path.join(root, name))
+        except OSError: pass
+print('hits', hits)
+print(os.path.exists({dir:?}))
+try:
+    open('/etc/shadow').read(); print('READ shadow')
+except OSError:
+    print('shadow refused')
+"#,
+        dir = dir.path().to_str().unwrap()
+    );
+    let run = t.run_with_env(&code, &[("CODE_EXEC_TEST_SECRET", &secret)]);
+    let r = run.json();
+    assert_eq!(run.status, 0, "{r}");
+    assert_eq!(output(&r), "hits []\nFalse\nshadow refused\n", "{r}");
+    assert!(!run.stderr.contains(&secret));
+    if t == Target::Native {
+        // No shadow file at all: the root holds only what the interpreter needs.
+        let (r, _) = t.run("import os; print(os.path.exists('/etc/shadow'))", &[]);
+        assert_eq!(output(&r), "False\n", "{r}");
+    }
+}
+
+pub fn posture_inside(t: Target) {
+    let code = r#"
+fields = {}
+for line in open('/proc/self/status'):
+    k, _, v = line.partition(':'); fields[k] = v.strip()
+print(fields['CapEff'], fields['CapPrm'], fields['CapBnd'], fields['CapAmb'], fields['NoNewPrivs'], fields['Seccomp'])
+print(fields['Uid'].split()[0], open('/proc/self/uid_map').read().split()[:1])
+import resource
+print(resource.getrlimit(resource.RLIMIT_CORE))
+"#;
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    let mut lines = output(&r).lines();
+    assert_eq!(
+        lines.next(),
+        Some("0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 2"),
+        "{r}"
+    );
+    let identity = lines.next().unwrap_or_default();
+    assert!(identity.starts_with("1000 "), "{r}");
+    if t == Target::Native {
+        // Inside its own user namespace, where 1000 is the only id.
+        assert_eq!(identity, "1000 ['1000']", "{r}");
+    }
+    assert_eq!(lines.next(), Some("(0, 0)"));
+}
+
+pub fn setuid_binaries_and_device_nodes_grant_nothing(t: Target) {
+    let code = r#"
+import os, subprocess
+# A setuid-root binary runs, but as the sandbox user: nosuid mounts and no_new_privs.
+r = subprocess.run(['/usr/bin/su', 'root', '-c', 'id -u'], capture_output=True, text=True, input='')
+print('su refused', r.returncode != 0 and r.stdout.strip() != '0')
+try:
+    os.mknod('/work/mem', 0o600 | 0o020000, os.makedev(1, 1)); print('MKNOD /dev/mem')
+except OSError as e:
+    print('mknod', e.errno)
+try:
+    os.setuid(0); print('SETUID')
+except OSError as e:
+    print('setuid', e.errno)
+"#;
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    // EPERM; in the native sandbox EINVAL too: uid 0 does not even exist in its namespace.
+    let setuid = match t {
+        Target::Native => ["setuid 1", "setuid 22"].as_slice(),
+        Target::Docker => ["setuid 1"].as_slice(),
+    };
+    let lines: Vec<&str> = output(&r).lines().collect();
+    assert_eq!(lines[..2], ["su refused True", "mknod 1"], "{r}");
+    assert!(lines.len() == 3 && setuid.contains(&lines[2]), "{r}");
+}
+
+pub fn host_loopback_services_are_unreachable(t: Target) {
+    use std::net::{TcpListener, UdpSocket};
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_nonblocking(true).unwrap();
+    let udp_port = udp.local_addr().unwrap().port();
+    let code = format!(
+        r#"
+import socket
+out = []
+# Only loopback exists and nothing is routed: shown from the tables, without sending
+# anything anywhere but the sandbox's own loopback.
+out.append(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').read().splitlines()[2:]))
+out.append(len(open('/proc/net/route').read().splitlines()) - 1)
+for host in ('127.0.0.1', 'localhost'):
+    s = socket.socket(); s.settimeout(1)
+    try:
+        s.connect((host, {port})); out.append('CONNECTED ' + host)
+    except OSError as e:
+        out.append('blocked')
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try: u.sendto(b'leak', ('127.0.0.1', {udp_port}))
+except OSError: pass
+try:
+    socket.getaddrinfo('example.com', 80); out.append('RESOLVED')
+except OSError:
+    out.append('no dns')
+try:
+    s6 = socket.socket(socket.AF_INET6); s6.settimeout(1); s6.connect(('::1', {port})); out.append('CONNECTED6')
+except OSError:
+    out.append('blocked6')
+print(out)
+"#
+    );
+    let (r, status) = t.run(&code, &["--timeout", "20"]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "[['lo'], 0, 'blocked', 'blocked', 'no dns', 'blocked6']\n",
+        "{r}"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "the host listener saw a connection"
+    );
+    let mut buf = [0u8; 16];
+    assert!(
+        udp.recv(&mut buf).is_err(),
+        "the host UDP socket received data"
+    );
+}
+
+pub fn monitoring_reads_the_sandbox_from_outside(t: Target) {
+    // A container's figures come from the engine's stats, slower than our own sampling.
+    let (sleep_s, interval, samples) = match t {
+        Target::Native => (0.6, "50", 5),
+        Target::Docker => (1.5, "100", 3),
+    };
+    let (r, status) = t.run(
+        &touch_40mb_and_sleep(sleep_s),
+        &["--monitor", "--monitor-interval", interval],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_monitoring_saw_40mb(&r, samples);
+}
+
+pub fn output_cap_stops_a_flood(t: Target) {
+    let (r, _) = t.run(STDOUT_FLOOD, &["--max-output", "50000"]);
+    assert_eq!(r["error_type"], "OutputLimit", "{r}");
+    assert_eq!(output(&r).len(), 50_000);
+    assert_eq!(r["truncated"], true);
+    let (r, _) = t.run(
+        "import sys\nsys.stderr.write('e' * 100000)",
+        &["--max-output", "50000"],
+    );
+    assert_eq!(r["error_type"], "OutputLimit", "{r}");
+    assert_eq!(r["stderr"].as_str().unwrap().len(), 50_000);
+    t.assert_clean("flood");
+}
