@@ -50,18 +50,19 @@ struct Series {
 }
 
 fn main() {
-    let build = |kind, zygote| {
-        CodeExecutionTool::builder()
-            .backend(kind)
-            .supervisor(BIN)
-            .zygote(zygote)
+    let build = |kind, zygote: Option<ZygoteMode>| {
+        let mut builder = CodeExecutionTool::builder().backend(kind).supervisor(BIN);
+        if let Some(mode) = zygote {
+            builder = builder.zygote(mode);
+        }
+        builder
             .build()
             .expect("tool (for native: see code-exec doctor)")
     };
-    let none = build(BackendKind::None, ZygoteMode::Off);
+    let none = build(BackendKind::None, None);
     // The library's default: runs forked from the zygote where the host allows one.
-    let native = build(BackendKind::Native, ZygoteMode::Auto);
-    let cold = build(BackendKind::Native, ZygoteMode::Off);
+    let native = build(BackendKind::Native, Some(ZygoteMode::Auto));
+    let cold = build(BackendKind::Native, Some(ZygoteMode::Off));
     match native.zygote_status() {
         Ok(z) => println!(
             "zygote: {} (site run {})",

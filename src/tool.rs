@@ -224,12 +224,6 @@ impl ToolBuilder {
                 "the docker backend runs the image's interpreter; choose it with image".into(),
             );
         }
-        if self.supervisor.is_some() && backend == BackendKind::Docker {
-            return invalid(
-                "supervisor",
-                "the docker backend starts no helper process of ours".into(),
-            );
-        }
         Ok(limits)
     }
 

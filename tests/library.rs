@@ -204,7 +204,6 @@ fn builder_options_that_do_not_fit_are_refused_by_name() {
     refused(docker().zygote(ZygoteMode::Off), "zygote");
     refused(none().zygote(ZygoteMode::Required), "zygote");
     refused(docker().python("/usr/bin/python3"), "python");
-    refused(docker().supervisor(common::bin()), "supervisor");
     refused(
         CodeExecutionTool::builder().warm_pool(1, vec!["os; import x".into()]),
         "preload",

@@ -68,10 +68,32 @@ impl Target {
     }
 }
 
-/// Instantiates the named attacks for one target, each wrapped in the backend's test macro
-/// (which skips loudly where the backend cannot run, and fails then under `CI=true`).
+/// Instantiates every attack below for one target, each wrapped in the backend's test macro
+/// (which skips loudly where the backend cannot run, and fails then under `CI=true`). The
+/// list of attacks is here, once.
 macro_rules! attack_suite {
-    ($test:ident, $target:expr, [$($attack:ident),* $(,)?]) => {
+    ($test:ident, $target:expr) => {
+        attack_suite!(
+            @each $test,
+            $target,
+            [
+                success_and_identity,
+                syntax_and_runtime_errors,
+                complex_code_and_stdin,
+                memory_bomb_is_a_memory_limit,
+                many_processes_summing_over_the_memory_limit,
+                fork_bomb_is_contained,
+                host_processes_are_invisible_and_unkillable,
+                host_secrets_stay_out,
+                posture_inside,
+                setuid_binaries_and_device_nodes_grant_nothing,
+                host_loopback_services_are_unreachable,
+                monitoring_reads_the_sandbox_from_outside,
+                output_cap_stops_a_flood,
+            ]
+        );
+    };
+    (@each $test:ident, $target:expr, [$($attack:ident),* $(,)?]) => {
         $( $test!($attack, { common::attacks::$attack($target); }); )*
     };
 }
