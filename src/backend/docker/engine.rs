@@ -490,22 +490,6 @@ impl Engine {
         .is_ok()
     }
 
-    /// The memory, nano-CPUs and pids limits the engine holds for the container.
-    pub fn inspect_limits(&self, id: &str) -> Result<(i64, i64, i64), DockerError> {
-        let inspect = self
-            .block(self.docker.inspect_container(
-                id,
-                None::<bollard::query_parameters::InspectContainerOptions>,
-            ))
-            .map_err(engine_error("inspect the container"))?;
-        let host = inspect.host_config.unwrap_or_default();
-        Ok((
-            host.memory.unwrap_or(0),
-            host.nano_cpus.unwrap_or(0),
-            host.pids_limit.unwrap_or(0),
-        ))
-    }
-
     /// Applies new limits to a running container.
     pub fn update(&self, id: &str, limits: &Limits) -> Result<(), DockerError> {
         let (memory, nano_cpus, pids) = resources(limits);

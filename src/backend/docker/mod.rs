@@ -216,11 +216,6 @@ impl DockerSandbox {
         self.engine.update(&self.id, limits)
     }
 
-    /// The memory, nano-CPUs and pids limits the engine reports for the container.
-    pub fn engine_limits(&self) -> Result<(i64, i64, i64), DockerError> {
-        self.engine.inspect_limits(&self.id)
-    }
-
     /// Current usage. CPU percent is computed as `docker stats` does, over the time since the
     /// previous call if that was less than a second ago, else over the next 100 ms.
     pub fn usage(&self) -> SandboxUsage {
