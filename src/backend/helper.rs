@@ -143,6 +143,54 @@ fn is_executable(path: &Path) -> bool {
     std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
 }
 
+/// `program MODE` prepared to start as one of our hidden-mode processes: a clean environment,
+/// a process group of its own, `placed` fds at their protocol numbers, the config on fd 6
+/// and nothing else above fd 2 (stdin, stdout and stderr are the caller's to set).
+pub(crate) struct HiddenModeCommand {
+    pub(crate) command: Command,
+    /// The duplicates the child's setup moves into place: alive until it has started.
+    _sources: Vec<OwnedFd>,
+}
+
+impl HiddenModeCommand {
+    pub(crate) fn new(
+        program: &Path,
+        mode: HiddenMode,
+        placed: &[(BorrowedFd<'_>, RawFd)],
+        config_json: &str,
+    ) -> std::io::Result<HiddenModeCommand> {
+        // Sources sit above every target number, so moving them cannot clobber each other.
+        let mut sources = Vec::with_capacity(placed.len() + 1);
+        let mut moves = Vec::with_capacity(placed.len() + 1);
+        for &(fd, target) in placed {
+            let high = sys::dup_at_least(fd, fds::HIGH)?;
+            moves.push((high.as_raw_fd(), target));
+            sources.push(high);
+        }
+        let config = protocol::config_fd(config_json)?;
+        moves.push((config.as_raw_fd(), fds::CONFIG));
+        sources.push(config);
+        let mut command = Command::new(program);
+        command.arg(mode.arg()).env_clear();
+        ChildSetup {
+            fds: moves,
+            close_from: Some((fds::CONFIG + 1) as u32),
+            rlimits: Vec::new(),
+            new_process_group: true,
+        }
+        .apply(&mut command);
+        Ok(HiddenModeCommand {
+            command,
+            _sources: sources,
+        })
+    }
+
+    /// Starts it; the duplicates are closed here, so the child holds the only copies.
+    pub(crate) fn spawn(mut self) -> std::io::Result<Child> {
+        self.command.spawn()
+    }
+}
+
 /// A helper forked by someone else (the zygote): not this process's child, so it is watched
 /// through its pidfd.
 #[derive(Debug)]
@@ -287,36 +335,25 @@ pub(crate) fn spawn_helper(
         }
         Launch::Exec { program, mode } => {
             // Sources sit above every target number, so moving them cannot clobber each other.
-            let high =
-                |fd: BorrowedFd<'_>| sys::dup_at_least(fd, fds::HIGH).map_err(RunError::Pipe);
-            let report_hi = high(report_w.as_fd())?;
-            let status_hi = high(status_w.as_fd())?;
-            let control_hi = high(control_r.as_fd())?;
-            let config_hi = protocol::config_fd(config_json).map_err(RunError::Workspace)?;
-            let mut cmd = Command::new(program);
-            cmd.arg(mode.arg())
-                .env_clear()
+            let placed = [
+                (report_w.as_fd(), fds::REPORT),
+                (status_w.as_fd(), fds::STATUS),
+                (control_r.as_fd(), fds::CONTROL),
+            ];
+            let mut hidden = HiddenModeCommand::new(program, mode, &placed, config_json)
+                .map_err(RunError::Pipe)?;
+            hidden
+                .command
                 .stdin(Stdio::from(stdin))
                 .stdout(Stdio::from(stdout_w))
                 .stderr(Stdio::from(stderr_w));
-            ChildSetup {
-                fds: vec![
-                    (report_hi.as_raw_fd(), fds::REPORT),
-                    (status_hi.as_raw_fd(), fds::STATUS),
-                    (control_hi.as_raw_fd(), fds::CONTROL),
-                    (config_hi.as_raw_fd(), fds::CONFIG),
-                ],
-                close_from: Some((fds::CONFIG + 1) as u32),
-                rlimits: Vec::new(),
-                new_process_group: true,
-            }
-            .apply(&mut cmd);
-            let spawned = cmd.spawn().map_err(|source| RunError::Spawn {
+            let spawned = hidden.spawn().map_err(|source| RunError::Spawn {
                 path: program.display().to_string(),
                 source,
             })?;
-            // `cmd`, the write ends and the high duplicates drop here: the child holds the
-            // only copies, so every stream reaches EOF when the run's last process is gone.
+            // The high duplicates went with the spawn, the write ends drop here: the child
+            // holds the only copies, so every stream reaches EOF when the run's last process
+            // is gone.
             drop((report_w, status_w, control_r));
             HelperProcess::Child(spawned)
         }

@@ -3,22 +3,22 @@
 //! the zygote, starting it, asking it to fork a run's helper, and ending it with the tool.
 //! Runs in the host process.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 
 use thiserror::Error;
 
-use crate::backend::helper::{ForkHelper, ForkedHelper, RunError};
+use crate::backend::helper::{ForkHelper, ForkedHelper, HiddenModeCommand, RunError};
 use crate::interpreter::Interpreter;
 use crate::lock::lock;
 use crate::protocol::zygote::{FORK_TIMEOUT_MS, MAX_REPLY, START_TIMEOUT_MS, ZygoteReply};
-use crate::protocol::{self, HiddenMode, ZygoteConfig, fds};
+use crate::protocol::{HiddenMode, ZygoteConfig, fds};
 use crate::runner::code_environment;
 use crate::sandbox::WORK_DIR;
+use crate::sys;
 use crate::sys::fdpass;
-use crate::sys::{self, ChildSetup};
 
 /// Why a zygote could not start (runs then start cold, unless the zygote was required).
 #[derive(Debug, Error)]
@@ -72,31 +72,20 @@ impl Zygote {
         };
         let json = serde_json::to_string(&config).map_err(ZygoteError::Config)?;
         let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(ZygoteError::Channel)?;
-        let zygote_hi =
-            sys::dup_at_least(zygote_end.as_fd(), fds::HIGH).map_err(ZygoteError::Channel)?;
-        let config_hi = protocol::config_fd(&json).map_err(ZygoteError::Channel)?;
-        let mut cmd = Command::new(helper);
-        cmd.arg(HiddenMode::Zygote.arg())
-            .env_clear()
+        let placed = [(zygote_end.as_fd(), fds::ZYGOTE_SOCKET)];
+        let mut hidden = HiddenModeCommand::new(helper, HiddenMode::Zygote, &placed, &json)
+            .map_err(ZygoteError::Channel)?;
+        hidden
+            .command
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
-        ChildSetup {
-            fds: vec![
-                (zygote_hi.as_raw_fd(), fds::ZYGOTE_SOCKET),
-                (config_hi.as_raw_fd(), fds::CONFIG),
-            ],
-            close_from: Some((fds::CONFIG + 1) as u32),
-            rlimits: Vec::new(),
-            new_process_group: true,
-        }
-        .apply(&mut cmd);
-        let mut child = cmd.spawn().map_err(|source| ZygoteError::Spawn {
+        let mut child = hidden.spawn().map_err(|source| ZygoteError::Spawn {
             program: helper.to_owned(),
             source,
         })?;
-        drop((zygote_end, zygote_hi, config_hi));
+        drop(zygote_end);
         let ready = match receive_reply(host_end.as_fd(), START_TIMEOUT_MS) {
             Ok((ZygoteReply::Ready, _)) => Ok(()),
             Ok((ZygoteReply::Error(why), _)) => Err(ZygoteError::Refused(why)),
