@@ -625,3 +625,113 @@ fn parent_of(pid: u32) -> Option<u32> {
     let after = &stat[stat.rfind(')')? + 1..];
     after.split_whitespace().nth(1)?.parse().ok()
 }
+
+// ---- hardening (issue 12, the server) --------------------------------------------------------
+
+/// Two `"code"` keys: a proxy that checks the first would see another program than the one
+/// that runs. Duplicate keys anywhere in a body are refused, naming the key.
+#[test]
+fn duplicate_json_keys_are_refused_naming_the_key() {
+    let server = Server::start(&[], &[]);
+    let raw = |path: &str, body: &str| http(server.addr, "POST", path, &[], Some(body));
+    let cases = [
+        (
+            "/v1/execute",
+            r#"{"code": "print('checked')", "code": "print('ran')"}"#,
+            "\"code\"",
+        ),
+        (
+            "/v1/execute",
+            r#"{"code": "1", "limits": {"memory_mb": 64, "memory_mb": 4096}}"#,
+            "\"memory_mb\"",
+        ),
+        (
+            "/v1/sandboxes",
+            r#"{"sandbox": "none", "sandbox": "native"}"#,
+            "\"sandbox\"",
+        ),
+    ];
+    for (path, body, key) in cases {
+        let r = raw(path, body);
+        assert_eq!(r.status, 400, "{body}: {r:?}");
+        let error = r.error();
+        assert!(
+            error.contains("duplicate") && error.contains(key),
+            "{body}: {error:?} does not name {key}"
+        );
+    }
+    let r = server.call("PATCH", "/v1/sandboxes/nope/limits", None);
+    assert_eq!(r.status, 404, "{r:?}");
+}
+
+/// Every error is JSON, also where the router itself refuses a path (an id that is not
+/// UTF-8 once percent-decoded).
+#[test]
+fn an_undecodable_sandbox_id_is_a_json_400() {
+    let server = Server::start(&[], &[]);
+    for (method, path) in [
+        ("GET", "/v1/sandboxes/%FF%FE/usage"),
+        ("DELETE", "/v1/sandboxes/%C0"),
+        ("POST", "/v1/sandboxes/%FF/execute"),
+        ("PATCH", "/v1/sandboxes/%FF/limits"),
+    ] {
+        let r = http(server.addr, method, path, &[], Some("{}"));
+        assert_eq!(r.status, 400, "{method} {path}: {r:?}");
+        assert!(
+            r.headers
+                .get("content-type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{method} {path}: {r:?}"
+        );
+        assert!(r.error().contains("sandbox id"), "{method} {path}: {r:?}");
+    }
+}
+
+// Concurrent first requests for a backend build it once: one tool, so one zygote ever (a
+// second one, built and then dropped, is seen while the burst runs).
+native_test!(concurrent_first_requests_build_one_backend, {
+    let server = Server::start(&[], &[]);
+    let addr = server.addr;
+    let server_pid = server.pid();
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let done = std::sync::Arc::clone(&done);
+        std::thread::spawn(move || {
+            let mut seen = std::collections::BTreeSet::new();
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                seen.extend(
+                    processes_with("__zygote")
+                        .into_iter()
+                        .filter(|&pid| parent_of(pid) == Some(server_pid)),
+                );
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            seen
+        })
+    };
+    let requests: Vec<_> = (0..6)
+        .map(|_| {
+            std::thread::spawn(move || {
+                http(
+                    addr,
+                    "POST",
+                    "/v1/execute",
+                    &[],
+                    Some(&json!({"code": "print(1)"}).to_string()),
+                )
+            })
+        })
+        .collect();
+    for request in requests {
+        let r = request.join().unwrap();
+        assert_eq!(r.status, 200, "{r:?}");
+    }
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let seen = watcher.join().unwrap();
+    assert_eq!(seen.len(), 1, "zygotes started by the server: {seen:?}");
+    let zygotes: Vec<u32> = processes_with("__zygote")
+        .into_iter()
+        .filter(|&pid| parent_of(pid) == Some(server.pid()))
+        .collect();
+    assert_eq!(zygotes.len(), 1, "zygotes of the server: {zygotes:?}");
+});

@@ -25,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use serde_json::json;
 use thiserror::Error;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendKind, Cancel};
 use crate::limits::Limits;
@@ -99,6 +99,27 @@ impl From<BadRequest> for ApiError {
     }
 }
 
+/// The `{id}` of a sandbox route. An id the router cannot decode (not UTF-8 once
+/// percent-decoded) is a JSON 400 like every other error, not the extractor's plain text.
+struct SandboxId(String);
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for SandboxId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Path::<String>::from_request_parts(parts, state).await {
+            Ok(Path(id)) => Ok(SandboxId(id)),
+            Err(rejection) => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("the sandbox id in the path cannot be read: {rejection}"),
+            )),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
@@ -132,7 +153,8 @@ impl LiveSandbox {
 struct AppState {
     config: ServerConfig,
     /// One tool per backend, built on first use (building may block: docker connects).
-    tools: Mutex<HashMap<BackendKind, CodeExecutionTool>>,
+    /// One cell per backend: concurrent first requests wait for the one build.
+    tools: Mutex<HashMap<BackendKind, Arc<OnceCell<CodeExecutionTool>>>>,
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
     sandboxes: Mutex<HashMap<String, Arc<LiveSandbox>>>,
@@ -158,34 +180,35 @@ async fn blocking<T: Send + 'static>(
 }
 
 impl AppState {
-    /// The tool of `kind`, built once. A backend that cannot run here is a 503.
+    /// The tool of `kind`, built once, however many requests ask for it first (they wait for
+    /// the one build). A backend that cannot run here is a 503, and the next request tries
+    /// again.
     async fn tool(self: &Arc<Self>, kind: BackendKind) -> Result<CodeExecutionTool, ApiError> {
-        if let Some(tool) = lock(&self.tools).get(&kind) {
-            return Ok(tool.clone());
-        }
+        let cell = Arc::clone(lock(&self.tools).entry(kind).or_default());
         let image = self.config.image.clone();
         let (pool, preload) = (self.config.pool, self.config.preload.clone());
-        let built = blocking(move || {
-            let mut builder = CodeExecutionTool::builder().backend(kind);
-            if let Some(image) = image {
-                builder = builder.image(image);
-            }
-            if kind == BackendKind::Native && pool > 0 {
-                builder = builder.warm_pool(pool, preload);
-            }
-            builder.build()
-        })
-        .await?;
-        match built {
-            Ok(tool) => {
-                lock(&self.tools).insert(kind, tool.clone());
-                Ok(tool)
-            }
-            Err(e) => Err(ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("the {kind} backend is unavailable: {e}"),
-            )),
-        }
+        let built = cell
+            .get_or_try_init(|| async move {
+                let built = blocking(move || {
+                    let mut builder = CodeExecutionTool::builder().backend(kind);
+                    if let Some(image) = image {
+                        builder = builder.image(image);
+                    }
+                    if kind == BackendKind::Native && pool > 0 {
+                        builder = builder.warm_pool(pool, preload);
+                    }
+                    builder.build()
+                })
+                .await?;
+                built.map_err(|e| {
+                    ApiError::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("the {kind} backend is unavailable: {e}"),
+                    )
+                })
+            })
+            .await?;
+        Ok(built.clone())
     }
 
     /// A slot to execute in: at once, after waiting in the bounded queue, or 429.
@@ -357,7 +380,7 @@ async fn create_sandbox(
 
 async fn sandbox_execute(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    SandboxId(id): SandboxId,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let sandbox = state.sandbox(&id)?;
@@ -388,7 +411,7 @@ async fn sandbox_execute(
 
 async fn sandbox_usage(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    SandboxId(id): SandboxId,
 ) -> Result<Response, ApiError> {
     let sandbox = state.sandbox(&id)?;
     sandbox.touch();
@@ -398,7 +421,7 @@ async fn sandbox_usage(
 
 async fn sandbox_limits(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    SandboxId(id): SandboxId,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let sandbox = state.sandbox(&id)?;
@@ -432,7 +455,7 @@ fn limits_json(limits: &Limits) -> serde_json::Value {
 
 async fn delete_sandbox(
     State(state): State<Shared>,
-    Path(id): Path<String>,
+    SandboxId(id): SandboxId,
 ) -> Result<Response, ApiError> {
     let sandbox = lock(&state.sandboxes)
         .remove(&id)
@@ -449,7 +472,8 @@ async fn metrics_text(State(state): State<Shared>) -> Response {
     let live = lock(&state.sandboxes).len();
     let pool = lock(&state.tools)
         .get(&BackendKind::Native)
-        .map_or(0, CodeExecutionTool::pool_ready);
+        .and_then(|cell| cell.get().map(CodeExecutionTool::pool_ready))
+        .unwrap_or(0);
     let text = state.metrics.render(
         state.waiting.load(Ordering::SeqCst),
         state.config.max_concurrency - state.permits.available_permits(),
@@ -641,7 +665,8 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
         expiry.abort();
         let sandboxes: Vec<Arc<LiveSandbox>> =
             lock(&state.sandboxes).drain().map(|(_, s)| s).collect();
-        let tools: Vec<CodeExecutionTool> = lock(&state.tools).drain().map(|(_, t)| t).collect();
+        let tools: Vec<Arc<OnceCell<CodeExecutionTool>>> =
+            lock(&state.tools).drain().map(|(_, t)| t).collect();
         // Removing sandboxes and dropping backends (a docker engine owns a runtime) block.
         let _ = tokio::task::spawn_blocking(move || {
             sandboxes.iter().for_each(|s| s.executor.cleanup());

@@ -64,8 +64,82 @@ impl LimitChanges {
     }
 }
 
+/// A JSON value read with every object's keys checked for duplicates: a body with one key
+/// twice means two things to two readers (a proxy may check the first, serde keeps the last).
+struct Unambiguous(Value);
+
+impl<'de> serde::Deserialize<'de> for Unambiguous {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(UnambiguousVisitor)
+            .map(Unambiguous)
+    }
+}
+
+struct UnambiguousVisitor;
+
+impl<'de> serde::de::Visitor<'de> for UnambiguousVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        while let Some(Unambiguous(item)) = seq.next_element()? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let Unambiguous(value) = map.next_value()?;
+            if object.contains_key(&key) {
+                return Err(serde::de::Error::custom(format!("duplicate key {key:?}")));
+            }
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
+
 fn object(bytes: &[u8]) -> Result<Map<String, Value>, BadRequest> {
-    let value: Value =
+    let Unambiguous(value) =
         serde_json::from_slice(bytes).map_err(|e| BadRequest(format!("malformed JSON: {e}")))?;
     match value {
         Value::Object(map) => Ok(map),
@@ -219,6 +293,33 @@ pub fn patch_body(bytes: &[u8]) -> Result<LimitChanges, BadRequest> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_key_twice_anywhere_is_refused_and_named() {
+        for (body, key) in [
+            (r#"{"code": "a", "code": "b"}"#, "\"code\""),
+            (
+                r#"{"code": "a", "limits": {"cpu": 1, "cpu": 2}}"#,
+                "\"cpu\"",
+            ),
+            (r#"{"code": "a", "x": [{"k": 1, "k": 2}]}"#, "\"k\""),
+        ] {
+            let err = object(body.as_bytes()).unwrap_err().0;
+            assert!(
+                err.contains("duplicate key") && err.contains(key),
+                "{body}: {err}"
+            );
+        }
+        // The same keys in different objects, and every JSON type, still read as before.
+        let map = object(
+            br#"{"code": "a", "limits": {"code": 1.5, "n": -3, "big": 18446744073709551615}, "v": [null, true, "s"]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            Value::Object(map),
+            serde_json::json!({"code": "a", "limits": {"code": 1.5, "n": -3, "big": 18446744073709551615u64}, "v": [null, true, "s"]})
+        );
+    }
 
     #[test]
     fn parses_and_validates_execute_bodies() {
