@@ -735,3 +735,38 @@ native_test!(concurrent_first_requests_build_one_backend, {
         .collect();
     assert_eq!(zygotes.len(), 1, "zygotes of the server: {zygotes:?}");
 });
+
+// The metrics' outcome labels come from the host's verdict, a fixed set: a user exception
+// class named like a verdict is counted as an exception, and class names (any number of them)
+// never become label values.
+native_test!(metrics_outcomes_cannot_be_forged_by_class_names, {
+    let server = Server::start(&[], &[]);
+    for name in [
+        "Timeout",
+        "MemoryLimit",
+        "SandboxError",
+        "Custom1",
+        "Custom2",
+    ] {
+        let code = format!("class {name}(Exception): pass\nraise {name}('forged')");
+        let v = execute(&server, json!({"code": code})).json();
+        assert_eq!(v["error_type"], name, "{v}");
+    }
+    let metrics = server.call("GET", "/metrics", None).body;
+    assert!(
+        metrics.contains("code_exec_executions_total{outcome=\"exception\"} 5"),
+        "{metrics}"
+    );
+    for name in [
+        "Timeout",
+        "MemoryLimit",
+        "SandboxError",
+        "Custom1",
+        "Custom2",
+    ] {
+        assert!(
+            !metrics.contains(&format!("outcome=\"{name}\"")),
+            "{name} became a label:\n{metrics}"
+        );
+    }
+});

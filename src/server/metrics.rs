@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
-use crate::result::ExecutionResult;
+use crate::result::{ErrorType, ExecutionResult};
 use crate::tool::ExecuteError;
 
 /// Upper bounds of the execution latency histogram, in seconds.
@@ -56,15 +56,18 @@ impl Metrics {
         self.with(|c| c.expired += n as u64);
     }
 
-    /// One finished execution: its outcome (`success` or the error type) and latency.
+    /// One finished execution: its outcome and latency. Outcomes are a fixed set decided by
+    /// the host (`success`, `exception`, the verdict names, `refused`): an uncaught exception
+    /// counts as `exception` whatever its class is called, so the code can neither pass for a
+    /// verdict (a class named `Timeout`) nor mint label values.
     pub fn executed(&self, result: &Result<ExecutionResult, ExecuteError>, took: Duration) {
         let outcome = match result {
             Ok(r) if r.success => "success".to_owned(),
-            Ok(r) => r
-                .error_type
-                .as_ref()
-                .map_or("error", |t| t.as_str())
-                .to_owned(),
+            Ok(r) => match &r.error_type {
+                Some(ErrorType::Exception(_)) => "exception".to_owned(),
+                Some(verdict) => verdict.as_str().to_owned(),
+                None => "error".to_owned(),
+            },
             Err(_) => "refused".to_owned(),
         };
         let seconds = took.as_secs_f64();
@@ -103,7 +106,7 @@ impl Metrics {
         }
         let _ = writeln!(
             out,
-            "# HELP code_exec_executions_total Executions by outcome (success or the error type)."
+            "# HELP code_exec_executions_total Executions by outcome (success, exception, or the verdict)."
         );
         let _ = writeln!(out, "# TYPE code_exec_executions_total counter");
         for (outcome, n) in &c.executions {
