@@ -215,3 +215,55 @@ fn the_pids_limit_can_be_changed() {
     assert!(sb.update_pids(0).is_err());
     assert_eq!(sb.limits().pids.get(), 10);
 }
+
+/// The run directories of this process (`$TMPDIR/code-exec-<pid>-…`).
+fn own_run_dirs() -> std::collections::BTreeSet<std::path::PathBuf> {
+    let prefix = format!("code-exec-{}-", std::process::id());
+    std::fs::read_dir(std::env::temp_dir())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .map(|e| e.path())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// What the code leaves in `/work` for the host to remove: a tree as deep as the work
+/// directory allows (25,000 levels: a recursive removal overflows a thread's stack), a
+/// directory nobody may read or enter holding another, a link to a host file, a FIFO.
+const HARD_TO_REMOVE: &str = r#"
+import os
+os.chdir('/work')
+depth = 0
+try:
+    while depth < 25000:
+        os.mkdir('d'); os.chdir('d'); depth += 1
+except OSError:
+    # Out of inodes (root's /work is a bounded tmpfs): leave room for the rest.
+    for _ in range(50):
+        os.chdir('..'); os.rmdir('d'); depth -= 1
+os.chdir('/work')
+os.makedirs('locked/inner')
+open('locked/inner/file', 'w').write('x')
+os.chmod('locked/inner', 0)
+os.chmod('locked', 0)
+os.symlink('/etc/passwd', 'link')
+os.mkfifo('fifo')
+print(depth > 1000)
+"#;
+
+#[test]
+fn a_deep_tree_and_locked_directories_are_removed_with_the_sandbox() {
+    let _serial = serial();
+    let before = own_run_dirs();
+    let Some(sb) = sandbox(256) else { return };
+    let r = sb.execute(HARD_TO_REMOVE).unwrap();
+    assert_eq!(r.output, "True\n", "{r:?}");
+    sb.cleanup();
+    assert!(!sb.exists());
+    let left: Vec<_> = own_run_dirs().difference(&before).cloned().collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(std::path::Path::new("/etc/passwd").exists());
+}

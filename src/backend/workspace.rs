@@ -7,27 +7,34 @@ use std::fs::File;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use tempfile::TempDir;
-
 const PREFIX: &str = "code-exec-";
 
-/// A run's private directory, removed on drop.
+/// A run's private directory, removed on drop with everything the code left in it (see
+/// `sys::remove_tree`: any depth, locked directories, links never followed).
 #[derive(Debug)]
 pub(crate) struct Workspace {
-    dir: TempDir,
+    dir: PathBuf,
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = crate::sys::remove_tree(&self.dir);
+    }
 }
 
 impl Workspace {
     pub(crate) fn create() -> std::io::Result<Workspace> {
         let dir = tempfile::Builder::new()
             .prefix(&format!("{PREFIX}{}-", std::process::id()))
-            .tempdir()?;
-        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700))?;
-        Ok(Workspace { dir })
+            .tempdir()?
+            .keep();
+        let workspace = Workspace { dir };
+        std::fs::set_permissions(workspace.path(), std::fs::Permissions::from_mode(0o700))?;
+        Ok(workspace)
     }
 
     pub(crate) fn path(&self) -> &Path {
-        self.dir.path()
+        &self.dir
     }
 
     /// Writes the code to `main.py` and returns its path.
@@ -89,7 +96,7 @@ pub(crate) fn reap_stale() {
         if is_dir && !Path::new(&format!("/proc/{pid}")).exists() {
             // A persistent sandbox's work directory may be a tmpfs mounted on the host.
             crate::sys::mount::unmount(&entry.path().join("work"));
-            let _ = std::fs::remove_dir_all(entry.path());
+            let _ = crate::sys::remove_tree(&entry.path());
         }
     }
 }

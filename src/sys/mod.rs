@@ -9,7 +9,9 @@ pub mod isolation;
 mod kill;
 pub mod mount;
 mod process;
+mod remove;
 
 pub use isolation::landlock_abi;
 pub use kill::*;
 pub use process::*;
+pub use remove::remove_tree;
