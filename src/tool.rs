@@ -229,19 +229,14 @@ impl ToolBuilder {
 
     pub fn build(self) -> Result<CodeExecutionTool, ToolError> {
         let limits = self.validate()?;
+        if self.backend == BackendKind::Docker {
+            return self.build_docker(limits);
+        }
+        let (interpreter, helper) = self.interpreter_and_helper()?;
+        let target = self.target_version.unwrap_or(interpreter.version());
         let backend = match self.backend {
-            BackendKind::Docker => return self.build_docker(limits),
-            BackendKind::Native => self.build_native(limits)?,
-            BackendKind::None => {
-                let (interpreter, helper) = self.interpreter_and_helper()?;
-                ToolBackend::None(Arc::new(NoneBackend::new(interpreter, helper)))
-            }
-        };
-        let target = match (&backend, self.target_version) {
-            (_, Some(version)) => version,
-            (ToolBackend::Native { backend, .. }, None) => backend.interpreter().version(),
-            (ToolBackend::None(backend), None) => backend.interpreter().version(),
-            (ToolBackend::Docker(_), None) => unreachable!("docker is built above"),
+            BackendKind::Native => self.build_native(limits, interpreter, helper)?,
+            _ => ToolBackend::None(Arc::new(NoneBackend::new(interpreter, helper))),
         };
         Ok(CodeExecutionTool {
             backend,
@@ -265,8 +260,12 @@ impl ToolBuilder {
     }
 
     /// The native backend, its zygote and its pool.
-    fn build_native(&self, limits: Limits) -> Result<ToolBackend, ToolError> {
-        let (interpreter, helper) = self.interpreter_and_helper()?;
+    fn build_native(
+        &self,
+        limits: Limits,
+        interpreter: Interpreter,
+        helper: HelperBinary,
+    ) -> Result<ToolBackend, ToolError> {
         let backend = Arc::new(NativeBackend::new(interpreter, helper)?);
         backend.start_zygote(self.zygote.unwrap_or_default())?;
         let pool = match self.warm_pool {

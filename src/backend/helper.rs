@@ -38,9 +38,9 @@ pub enum RunError {
     Pipe(#[source] std::io::Error),
     #[error("cannot encode the helper's config: {0}")]
     Config(#[source] serde_json::Error),
-    #[error("cannot start the helper {path}: {source}")]
+    #[error("cannot start the helper {}: {source}", program.display())]
     Spawn {
-        path: String,
+        program: PathBuf,
         #[source]
         source: std::io::Error,
     },
@@ -348,7 +348,7 @@ pub(crate) fn spawn_helper(
                 .stdout(Stdio::from(stdout_w))
                 .stderr(Stdio::from(stderr_w));
             let spawned = hidden.spawn().map_err(|source| RunError::Spawn {
-                path: program.display().to_string(),
+                program: program.to_owned(),
                 source,
             })?;
             // The high duplicates went with the spawn, the write ends drop here: the child

@@ -73,9 +73,12 @@ fn run(
     status: &StatusChannel,
     start: CodeStart<'_>,
 ) -> i32 {
-    let prepared = take_control_channel().and_then(|control| Ok((control, read_code(config)?)));
-    let (control, code) = match prepared {
-        Ok(prepared) => prepared,
+    let control = match take_control_channel() {
+        Ok(control) => control,
+        Err(message) => return fail(status, message),
+    };
+    let code = match read_code(config) {
+        Ok(code) => code,
         Err(message) => return fail(status, message),
     };
     let started = Instant::now();

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 
+use crate::lock::lock;
 use crate::result::{ErrorType, ExecutionResult};
 use crate::tool::ExecuteError;
 
@@ -34,7 +35,7 @@ pub struct Metrics(Mutex<Counts>);
 
 impl Metrics {
     fn with(&self, f: impl FnOnce(&mut Counts)) {
-        f(&mut self.0.lock().unwrap_or_else(|p| p.into_inner()));
+        f(&mut lock(&self.0));
     }
 
     pub fn answered(&self, status: StatusCode) {
@@ -91,7 +92,7 @@ impl Metrics {
         sandboxes_live: usize,
         pool_ready: usize,
     ) -> String {
-        let c = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let c = lock(&self.0);
         let mut out = String::new();
         let _ = writeln!(
             out,

@@ -131,11 +131,6 @@ impl NativeBackend {
         })
     }
 
-    /// The interpreter runs start.
-    pub fn interpreter(&self) -> &Interpreter {
-        &self.interpreter
-    }
-
     /// Starts (or not) the zygote runs fork from; an error only for `Required`.
     pub fn start_zygote(&self, mode: ZygoteMode) -> Result<(), NativeError> {
         let state = match mode {

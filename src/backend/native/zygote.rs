@@ -28,13 +28,13 @@ pub enum ZygoteError {
         version: String,
         interpreter: PathBuf,
     },
-    #[error("{program} did not describe itself: {reason}")]
+    #[error("{} did not describe itself: {reason}", program.display())]
     Describe { program: PathBuf, reason: String },
     #[error("cannot set up the zygote's channels: {0}")]
     Channel(#[source] std::io::Error),
     #[error("cannot encode the zygote's config: {0}")]
     Config(#[source] serde_json::Error),
-    #[error("cannot start {program}: {source}")]
+    #[error("cannot start {}: {source}", program.display())]
     Spawn {
         program: PathBuf,
         #[source]
