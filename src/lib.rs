@@ -37,7 +37,7 @@ pub use cgroup::CgroupError;
 pub use interpreter::{Interpreter, InterpreterError};
 pub use limits::{LimitError, Limits};
 pub use process::run_if_requested;
-pub use result::{ErrorType, ExecutionResult, Sample};
+pub use result::{ErrorType, ExecutionResult, Sample, Verdict};
 pub use syntax::{PythonVersion, SyntaxCheck, SyntaxProblem};
 pub use tool::{
     CodeExecutionTool, CodeExecutor, CodeExecutorError, ExecuteError, RunOptions, SandboxExecutor,

@@ -93,9 +93,6 @@ pub(crate) mod exit_code {
 pub(crate) const GO: &[u8; 1] = b"g";
 /// host → helper, on the control channel: kill the run now (its end means the same).
 pub(crate) const KILL: &[u8; 1] = b"k";
-/// runner → host, on the report channel of a pre-started sandbox: imports done, waiting for
-/// the code. `runner.py` writes this byte (a unit test below holds them together).
-pub(crate) const RUNNER_READY: &[u8; 1] = b"R";
 
 /// What the `none` supervisor runs, prepared and validated by the `none` backend.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -349,6 +346,132 @@ pub(crate) mod zygote {
     }
 }
 
+/// The runner's report channel (runner → host; `runner.py` writes it): what the runner says
+/// while nothing of the user's has run, then what it says after, which the code can forge.
+///
+/// The wire: an optional [`READY`] (a pre-started sandbox), then either one [`COMPILE`] frame
+/// (the code did not compile: nothing of it ran) or [`STARTED`] (the user's code runs from
+/// here), then at most the runner's [`EXCEPTION`] or [`EXIT_MESSAGE`] frame. A frame is its
+/// kind byte, the payload's length in decimal, `\n`, and the payload `name NUL line NUL column
+/// NUL message`. The runner holds the channel's only copy, but once the code runs it can write
+/// there too: the host takes what follows [`STARTED`] only as the text of an exception (the
+/// last well-formed frame), never as a verdict, and a compile frame counts only before it.
+pub(crate) mod report {
+    /// Imports done, waiting for the code (pre-started sandboxes).
+    pub(crate) const READY: &[u8; 1] = b"R";
+    /// The user's code starts now.
+    pub(crate) const STARTED: u8 = b'S';
+    /// The code did not compile (written before [`STARTED`], never after).
+    pub(crate) const COMPILE: u8 = b'C';
+    /// An uncaught exception: its class's qualified name and its `str()`.
+    pub(crate) const EXCEPTION: u8 = b'E';
+    /// `sys.exit` with a value that is not an int: the value's `str()`.
+    pub(crate) const EXIT_MESSAGE: u8 = b'X';
+    /// The longest payload a frame may carry.
+    const MAX_PAYLOAD: usize = 4 * 65536;
+    /// The longest class name (200 characters of up to 4 bytes).
+    const MAX_NAME_BYTES: usize = 800;
+
+    /// One frame's payload.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) struct Frame {
+        pub(crate) name: String,
+        pub(crate) line: usize,
+        pub(crate) column: usize,
+        pub(crate) message: String,
+    }
+
+    /// What the channel carried, by how far the runner got.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub(crate) enum RunnerReport {
+        /// The runner did not reach the user's code: `Some` when it says the code did not
+        /// compile (trustworthy: nothing of the user's had run when it was written).
+        NotStarted(Option<Frame>),
+        /// The user's code ran. What followed is untrusted text: the kind and payload of the
+        /// last well-formed exception or exit-message frame.
+        Started(Option<(u8, Frame)>),
+    }
+
+    impl RunnerReport {
+        pub(crate) fn parse(bytes: &[u8]) -> RunnerReport {
+            let rest = bytes.strip_prefix(READY.as_slice()).unwrap_or(bytes);
+            match rest.first() {
+                Some(&STARTED) => {
+                    // The code may have written anything here: take the last frame that
+                    // parses, looking past bytes that do not.
+                    let mut last = None;
+                    let mut rest = &rest[1..];
+                    while !rest.is_empty() {
+                        match next_frame(rest) {
+                            Some((kind, frame, after)) => {
+                                if matches!(kind, EXCEPTION | EXIT_MESSAGE) {
+                                    last = Some((kind, frame));
+                                }
+                                rest = after;
+                            }
+                            None => rest = &rest[1..],
+                        }
+                    }
+                    RunnerReport::Started(last)
+                }
+                Some(&COMPILE) => {
+                    RunnerReport::NotStarted(next_frame(rest).and_then(|(kind, frame, after)| {
+                        (kind == COMPILE && after.is_empty()).then_some(frame)
+                    }))
+                }
+                _ => RunnerReport::NotStarted(None),
+            }
+        }
+    }
+
+    /// The frame at the start of `bytes` and what follows it; `None` if there is none.
+    fn next_frame(bytes: &[u8]) -> Option<(u8, Frame, &[u8])> {
+        let (&kind, rest) = bytes.split_first()?;
+        let newline = rest.iter().take(8).position(|&b| b == b'\n')?;
+        let digits = std::str::from_utf8(&rest[..newline]).ok()?;
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let length: usize = digits.parse().ok()?;
+        let payload = rest.get(newline + 1..newline + 1 + length)?;
+        if length > MAX_PAYLOAD {
+            return None;
+        }
+        let frame = parse_payload(payload)?;
+        Some((kind, frame, &rest[newline + 1 + length..]))
+    }
+
+    /// `name NUL line NUL column NUL message`; `None` unless the name is one a Python class
+    /// can have as its qualified name (identifier characters, dots, `<locals>`). The name is
+    /// checked first, within a bounded prefix, so that scanning junk stays linear.
+    fn parse_payload(payload: &[u8]) -> Option<Frame> {
+        let name_end = payload
+            .iter()
+            .take(MAX_NAME_BYTES + 1)
+            .position(|&b| b == 0)?;
+        let name = std::str::from_utf8(&payload[..name_end]).ok()?;
+        let valid_name = !name.is_empty()
+            && name.chars().count() <= 200
+            && name
+                .chars()
+                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '<' | '>'));
+        if !valid_name {
+            return None;
+        }
+        let text = String::from_utf8_lossy(&payload[name_end + 1..]);
+        let mut parts = text.splitn(3, '\0');
+        let line = parts.next()?.parse().unwrap_or(0);
+        let column = parts.next()?.parse().unwrap_or(0);
+        let message = parts.next()?.to_owned();
+        Some(Frame {
+            name: name.to_owned(),
+            line,
+            column,
+            message,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::zygote::ZygoteReply;
@@ -393,12 +516,97 @@ mod tests {
     }
 
     #[test]
-    fn the_runner_writes_the_ready_byte_the_host_waits_for() {
-        let ready = format!("os.write(fd, b\"{}\")", RUNNER_READY[0] as char);
-        assert!(
-            crate::runner::RUNNER.contains(&ready),
-            "runner.py lacks {ready}"
+    fn the_runner_writes_the_markers_and_frames_the_host_reads() {
+        let byte = |b: u8| format!("b\"{}\"", b as char);
+        for wire in [
+            format!("write(fd, {})", byte(report::READY[0])),
+            format!("write(fd, {})", byte(report::STARTED)),
+            format!("report({}, ", byte(report::COMPILE)),
+            format!("report({}, ", byte(report::EXCEPTION)),
+            format!("report({}, ", byte(report::EXIT_MESSAGE)),
+            "b\"%s%d\\n%s\" % (kind, len_(payload), payload)".to_string(),
+            "\"%s\\0%d\\0%d\\0%s\" % (name,".to_string(),
+        ] {
+            assert!(
+                crate::runner::RUNNER.contains(&wire),
+                "runner.py lacks {wire}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_report_says_syntax_only_before_the_code_starts() {
+        use report::{Frame, RunnerReport};
+        let frame = |kind: u8, payload: &str| {
+            let mut bytes = vec![kind];
+            bytes.extend(format!("{}\n{payload}", payload.len()).into_bytes());
+            bytes
+        };
+        let compile = frame(b'C', "SyntaxError\x002\x005\x00invalid syntax");
+        let expected = Frame {
+            name: "SyntaxError".into(),
+            line: 2,
+            column: 5,
+            message: "invalid syntax".into(),
+        };
+        assert_eq!(
+            RunnerReport::parse(&compile),
+            RunnerReport::NotStarted(Some(expected.clone()))
         );
+        let pooled = [b"R".as_slice(), &compile].concat();
+        assert_eq!(
+            RunnerReport::parse(&pooled),
+            RunnerReport::NotStarted(Some(expected.clone()))
+        );
+        // After the start marker a compile frame is only text, and not an exception's.
+        let forged = [b"S".as_slice(), &compile].concat();
+        assert_eq!(RunnerReport::parse(&forged), RunnerReport::Started(None));
+        // A compile frame followed by anything is not the runner's.
+        let trailing = [compile.as_slice(), b"S"].concat();
+        assert_eq!(
+            RunnerReport::parse(&trailing),
+            RunnerReport::NotStarted(None)
+        );
+        // The last well-formed exception frame is taken; a broken frame ends the reading.
+        let e1 = frame(b'E', "MemoryError\x000\x000\x00forged");
+        let e2 = frame(b'E', "ValueError\x000\x000\x00real");
+        let both = [b"S".as_slice(), &e1, &e2].concat();
+        match RunnerReport::parse(&both) {
+            RunnerReport::Started(Some((b'E', f))) => assert_eq!(f.name, "ValueError"),
+            other => panic!("{other:?}"),
+        }
+        // Junk between frames is looked past; a frame the junk swallows is lost (the code
+        // can hide its own exception's text, and no more).
+        let junk = [b"S".as_slice(), b"E", &e1, b"run\0x", &e2, b"E9\n"].concat();
+        match RunnerReport::parse(&junk) {
+            RunnerReport::Started(Some((b'E', f))) => assert_eq!(f.name, "ValueError"),
+            other => panic!("{other:?}"),
+        }
+        let prefix = "Forged\x000\x000\x00";
+        let swallower = format!("E{}\n{prefix}", prefix.len() + e2.len());
+        let swallowed = [b"S".as_slice(), swallower.as_bytes(), &e2].concat();
+        match RunnerReport::parse(&swallowed) {
+            RunnerReport::Started(Some((b'E', f))) => assert_eq!(f.name, "Forged"),
+            other => panic!("{other:?}"),
+        }
+        let nested = [
+            b"S".as_slice(),
+            &frame(b'E', "f.<locals>.Err\x000\x000\x00m"),
+        ]
+        .concat();
+        assert!(matches!(
+            RunnerReport::parse(&nested),
+            RunnerReport::Started(Some(_))
+        ));
+        let bad_name = [b"S".as_slice(), &frame(b'E', "Bad Name\x000\x000\x00m")].concat();
+        assert_eq!(RunnerReport::parse(&bad_name), RunnerReport::Started(None));
+        for junk in [&b""[..], b"R", b"x", b"C", b"C5\nab", b"Cz\n", b"E3\nabc"] {
+            assert_eq!(
+                RunnerReport::parse(junk),
+                RunnerReport::NotStarted(None),
+                "{junk:?}"
+            );
+        }
     }
 
     #[test]

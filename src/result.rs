@@ -12,7 +12,8 @@ use crate::syntax::SyntaxProblem;
 pub enum ErrorType {
     /// Rejected before running; nothing ran.
     SyntaxError,
-    /// An uncaught Python exception, by class name (`ZeroDivisionError`, `KeyboardInterrupt`, …).
+    /// An uncaught Python exception, by its class's qualified name (`ZeroDivisionError`,
+    /// `Outer.Inner`, …): the code's own text, which may spell a verdict's name.
     Exception(String),
     /// The code exited with a non-zero status.
     Exit,
@@ -39,6 +40,78 @@ impl ErrorType {
             ErrorType::Cancelled => "Cancelled",
             ErrorType::Crash => "Crash",
             ErrorType::SandboxError => "SandboxError",
+        }
+    }
+}
+
+/// How the execution ended, decided on the host from evidence the code cannot reach: the
+/// result's `verdict`. Unlike `error_type` (which, for an uncaught exception, is the class's
+/// qualified name, whatever the code named it), its values are a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    /// Ran and exited with status 0.
+    Ok,
+    /// An uncaught exception (its name and message are the code's own text).
+    Exception,
+    /// Exited with a non-zero status.
+    Exit,
+    /// Did not compile: nothing of it ran.
+    SyntaxError,
+    Timeout,
+    /// The kernel's memory accounting stopped it (an OOM kill in its cgroup or container).
+    MemoryLimit,
+    OutputLimit,
+    /// Killed by a signal that no limit sent.
+    Crash,
+    /// The tool failed; never the code's doing.
+    SandboxError,
+    Cancelled,
+}
+
+impl Verdict {
+    /// Every verdict, in a fixed order (metrics labels, documentation).
+    pub const ALL: [Verdict; 10] = [
+        Verdict::Ok,
+        Verdict::Exception,
+        Verdict::Exit,
+        Verdict::SyntaxError,
+        Verdict::Timeout,
+        Verdict::MemoryLimit,
+        Verdict::OutputLimit,
+        Verdict::Crash,
+        Verdict::SandboxError,
+        Verdict::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Ok => "ok",
+            Verdict::Exception => "exception",
+            Verdict::Exit => "exit",
+            Verdict::SyntaxError => "syntax_error",
+            Verdict::Timeout => "timeout",
+            Verdict::MemoryLimit => "memory_limit",
+            Verdict::OutputLimit => "output_limit",
+            Verdict::Crash => "crash",
+            Verdict::SandboxError => "sandbox_error",
+            Verdict::Cancelled => "cancelled",
+        }
+    }
+
+    /// The verdict of an outcome (`None`: success).
+    pub fn of(error_type: Option<&ErrorType>) -> Verdict {
+        match error_type {
+            None => Verdict::Ok,
+            Some(ErrorType::Exception(_)) => Verdict::Exception,
+            Some(ErrorType::Exit) => Verdict::Exit,
+            Some(ErrorType::SyntaxError) => Verdict::SyntaxError,
+            Some(ErrorType::Timeout) => Verdict::Timeout,
+            Some(ErrorType::MemoryLimit) => Verdict::MemoryLimit,
+            Some(ErrorType::OutputLimit) => Verdict::OutputLimit,
+            Some(ErrorType::Crash) => Verdict::Crash,
+            Some(ErrorType::SandboxError) => Verdict::SandboxError,
+            Some(ErrorType::Cancelled) => Verdict::Cancelled,
         }
     }
 }
@@ -102,6 +175,8 @@ pub struct Sample {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExecutionResult {
     pub success: bool,
+    /// How it ended; always `Verdict::of(error_type)` (set through [`ExecutionResult::conclude`]).
+    pub verdict: Verdict,
     pub output: String,
     pub stderr: String,
     pub error: Option<String>,
@@ -128,6 +203,7 @@ impl ExecutionResult {
     fn not_run(backend: &str, error_type: ErrorType, error: String) -> Self {
         ExecutionResult {
             success: false,
+            verdict: Verdict::of(Some(&error_type)),
             output: String::new(),
             stderr: String::new(),
             error: Some(error),
@@ -157,6 +233,14 @@ impl ExecutionResult {
     /// The tool failed before or while running the code.
     pub fn sandbox_error(backend: &str, message: String) -> Self {
         Self::not_run(backend, ErrorType::SandboxError, message)
+    }
+
+    /// Sets the outcome: `error_type`, `error`, and the `success` and `verdict` that follow.
+    pub fn conclude(&mut self, error_type: Option<ErrorType>, error: Option<String>) {
+        self.success = error_type.is_none();
+        self.verdict = Verdict::of(error_type.as_ref());
+        self.error_type = error_type;
+        self.error = error;
     }
 
     pub fn is_sandbox_error(&self) -> bool {
@@ -234,9 +318,31 @@ mod tests {
             assert!(value.get(key).is_some(), "missing {key}");
         }
         assert_eq!(value["error_type"], "SyntaxError");
+        assert_eq!(value["verdict"], "syntax_error");
         assert_eq!(value["error"], "invalid syntax (line 2, column 7)");
         assert_eq!(value["line"], 2);
         assert!(value.get("monitoring").is_none());
+    }
+
+    #[test]
+    fn a_class_named_like_a_verdict_is_an_exception() {
+        let mut result = ExecutionResult::sandbox_error("native", String::new());
+        for name in ["Timeout", "SandboxError", "SyntaxError", "MemoryLimit"] {
+            result.conclude(Some(ErrorType::Exception(name.into())), None);
+            let value = serde_json::to_value(&result).unwrap();
+            assert_eq!(
+                (&value["error_type"], &value["verdict"]),
+                (&name.into(), &"exception".into())
+            );
+            assert!(!result.is_sandbox_error());
+        }
+        result.conclude(None, None);
+        assert!(result.success);
+        assert_eq!(result.verdict, Verdict::Ok);
+        // Each verdict serializes as its name.
+        for verdict in Verdict::ALL {
+            assert_eq!(serde_json::to_value(verdict).unwrap(), verdict.as_str());
+        }
     }
 
     #[test]

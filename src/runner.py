@@ -1,11 +1,15 @@
 # code-exec runner: executes the user's code as __main__ and reports how it ended.
 # argv: <report fd> <path of the code file> [--pooled MODULE...]. The report channel is separate
-# from the code's stdout/stderr; it carries one record: phase NUL name NUL line NUL column NUL
-# message. Pooled (a pre-started sandbox): the modules are imported first, then the runner
-# writes "R" on the report channel (ready) and waits for "<length>\n" and the code on stdin;
-# the rest of stdin is the code's own.
-# The host never trusts it for limits (timeouts, memory kills and output caps are seen from
-# outside); it only names the exception class. Imports are kept off the success path.
+# from the code's stdout/stderr; its wire is in protocol.rs (`report`): while nothing of the
+# user's has run, the runner writes "R" (pooled: ready), then either one compile-failure frame
+# or "S" (the user's code starts now). Everything after "S" is written where the code can
+# reach it, so the host reads it only as the uncaught exception's name and message (frames
+# "E" and "X"), never as a verdict. A frame is: kind, decimal length, newline, payload
+# (name NUL line NUL column NUL message).
+# Pooled (a pre-started sandbox): the modules are imported first, then the runner writes "R"
+# and waits for "<length>\n" and the code on stdin; the rest of stdin is the code's own.
+# Timeouts, memory kills and output caps are seen from outside. Imports are kept off the
+# success path. Everything the runner calls once the code runs is bound before it does.
 import sys
 
 
@@ -15,19 +19,35 @@ def _code_exec_main():
     import os
 
     os.set_inheritable(fd, False)
+    # Bound now: the code may replace any builtin or os function before the runner's last
+    # report; these names are the runner's own.
+    write, getattr_, isinstance_, len_, str_, type_ = (
+        os.write, getattr, isinstance, len, str, type,
+    )
+    base_exception, system_exit = BaseException, SystemExit
 
-    def report(phase, name, line=0, column=0, message=""):
+    def report(kind, name, line=0, column=0, message=""):
         try:
-            text = "%s\0%s\0%d\0%d\0%s" % (phase, name, line or 0, column or 0, message)
-            os.write(fd, text[:65536].encode("utf-8", "backslashreplace"))
-        except BaseException:
+            payload = ("%s\0%d\0%d\0%s" % (name, line or 0, column or 0, message))[:65536]
+            payload = payload.encode("utf-8", "backslashreplace")
+            write(fd, b"%s%d\n%s" % (kind, len_(payload), payload))
+        except base_exception:
             pass
 
     def describe(exc):
         try:
-            return str(exc)
-        except BaseException:
+            return str_(exc)
+        except base_exception:
             return "<exception str() failed>"
+
+    def class_name(exc):
+        try:
+            name = type_(exc).__qualname__
+            if isinstance_(name, str_):
+                return name
+        except base_exception:
+            pass
+        return "BaseException"
 
     # The interpreter's own traceback printer reads source lines from the file; a pooled run
     # has none, so its tracebacks go through the traceback module (which reads linecache).
@@ -43,7 +63,7 @@ def _code_exec_main():
             except BaseException:
                 pass
         # Ready: the host hands this sandbox out only after this byte.
-        os.write(fd, b"R")
+        write(fd, b"R")
         header = b""
         while not header.endswith(b"\n") and len(header) < 32:
             byte = os.read(0, 1)
@@ -74,10 +94,11 @@ def _code_exec_main():
         code = compile(source, path, "exec", dont_inherit=True)
     except BaseException as exc:
         del source
-        line = getattr(exc, "lineno", 0) if isinstance(exc, SyntaxError) else 0
-        column = getattr(exc, "offset", 0) if isinstance(exc, SyntaxError) else 0
-        message = getattr(exc, "msg", None) if isinstance(exc, SyntaxError) else None
-        report("compile", type(exc).__name__, line, column, message or describe(exc))
+        syntax = isinstance(exc, SyntaxError)
+        line = getattr(exc, "lineno", 0) if syntax else 0
+        column = getattr(exc, "offset", 0) if syntax else 0
+        message = getattr(exc, "msg", None) if syntax else None
+        report(b"C", type(exc).__name__, line, column, message or describe(exc))
         sys.__excepthook__(type(exc), exc, None)
         return 1
     del source
@@ -86,21 +107,23 @@ def _code_exec_main():
     main.__file__ = path
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
+    # From here on the code runs: nothing the channel carries can say "syntax" any more.
+    write(fd, b"S")
     try:
         exec(code, main.__dict__)
-    except SystemExit as exc:
-        status = exc.code
-        if status is not None and not isinstance(status, int):
-            report("exit", "SystemExit", 0, 0, describe(status))
+    except system_exit as exc:
+        status = getattr_(exc, "code", None)
+        if status is not None and not isinstance_(status, int):
+            report(b"X", "SystemExit", 0, 0, describe(status))
         raise
-    except BaseException as exc:
+    except base_exception as exc:
         # Report first, with small allocations: after a MemoryError little may be left.
-        report("run", type(exc).__name__, 0, 0, describe(exc))
+        report(b"E", class_name(exc), 0, 0, describe(exc))
         tb = exc.__traceback__
         if tb is not None:
             # Hide the runner's own frame: the traceback starts in the user's code.
             exc.__traceback__ = tb = tb.tb_next
-        print_exception(type(exc), exc, tb)
+        print_exception(type_(exc), exc, tb)
         return 1
     return 0
 

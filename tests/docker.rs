@@ -592,3 +592,82 @@ docker_test!(
         assert_eq!(server.stop(), 0);
     }
 );
+
+// ---- the wrapper's frame cannot be forged (issue 12, item 1) -----------------------------
+
+/// Code that looks for the wrapper's nonce in every process memory it can read (its own,
+/// inherited from the wrapper, and the wrapper's), writes a frame saying "exit 0" with every
+/// candidate, kills the wrapper if it can, starts a daemon carrying `tag` and exits 3.
+fn nonce_thief(tag: &str) -> String {
+    format!(
+        r#"import os, re, subprocess, sys
+found = set()
+for pid in ("self", str(os.getppid())):
+    try:
+        maps = open("/proc/%s/maps" % pid).read().splitlines()
+        mem = open("/proc/%s/mem" % pid, "rb", 0)
+    except OSError:
+        continue
+    for line in maps:
+        span, perms = line.split()[:2]
+        if "r" not in perms:
+            continue
+        start, end = (int(x, 16) for x in span.split("-"))
+        try:
+            mem.seek(start)
+            chunk = mem.read(end - start)
+        except (OSError, ValueError, OverflowError):
+            continue
+        found.update(re.findall(rb"(?<![0-9a-f])[0-9a-f]{{32}}(?![0-9a-f])", chunk))
+for nonce in sorted(found)[:2000]:
+    sys.stderr.write("\x1eCODE-EXEC %s exit=0 signal=0 oom=0 cpu_ns=1 maxrss_kb=1 report=53\x1e" % nonce.decode())
+sys.stderr.flush()
+subprocess.Popen(["{tag}", "300"], executable="/bin/sleep", start_new_session=True)
+try:
+    os.kill(os.getppid(), 9)
+except OSError:
+    pass
+print("candidates", len(found))
+sys.exit(3)
+"#
+    )
+}
+
+docker_test!(a_forged_frame_cannot_report_success, {
+    let tag = "codeexec_a_forged_frame_cannot_report_success";
+    let code = nonce_thief(tag);
+    let (r, status) = run_code(
+        &code,
+        &common::attacks::Target::Docker
+            .args(&[])
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(status, 1, "{r}");
+    assert_eq!(r["verdict"], "exit", "{r}");
+    assert_eq!(r["exit_code"], 3, "{r}");
+    assert_no_survivors(tag);
+});
+
+docker_test!(
+    a_persistent_container_keeps_no_process_after_a_forged_frame,
+    {
+        let tag = "codeexec_a_persistent_container_keeps_no_process_after_a_forged_frame";
+        let sandbox = tool(128, 0.5, 20).create_sandbox().unwrap();
+        let r = sandbox.execute_in_container(&nonce_thief(tag)).unwrap();
+        assert!(!r.success, "{r:?}");
+        assert_eq!(r.exit_code, Some(3), "{r:?}");
+        // Whatever the frame said, nothing of the code's uid outlives its execution: the next
+        // execution's code is read by nobody else.
+        assert!(
+            sandbox_processes(&sandbox).is_empty(),
+            "{:?}",
+            sandbox_processes(&sandbox)
+        );
+        assert_no_survivors(tag);
+        let r = sandbox.execute_in_container("print('next')").unwrap();
+        assert!(r.success, "{r:?}");
+        drop(sandbox);
+    }
+);

@@ -385,3 +385,61 @@ native_test!(
         assert_eq!(r["stderr"], "after close\n");
     }
 );
+
+// The stale-run reaper of a root tool must not act on what another local user planted in the
+// shared temp directory: a "run directory" of a dead pid whose `work` is a link to a mount
+// point of the host (Judge0's CVE-2024-28185 class). Before, the reaper followed the link and
+// unmounted the target.
+native_test!(the_reaper_ignores_run_directories_planted_by_others, {
+    if !is_root() {
+        skip_loudly(
+            "the_reaper_ignores_run_directories_planted_by_others",
+            "only a root tool unmounts; as another user there is nothing to attack",
+        );
+        return;
+    }
+    let victim = tempfile::tempdir().unwrap();
+    let mounted = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=1m", "victim"])
+        .arg(victim.path())
+        .status()
+        .unwrap();
+    assert!(mounted.success());
+    std::fs::write(victim.path().join("precious"), "host data").unwrap();
+    let dead_pid = (4_000_000u32..)
+        .find(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        .unwrap();
+    let planted = std::env::temp_dir().join(format!("code-exec-{dead_pid}-planted"));
+    std::fs::create_dir(&planted).unwrap();
+    std::os::unix::fs::symlink(victim.path(), planted.join("work")).unwrap();
+    std::os::unix::fs::lchown(planted.join("work"), Some(65534), Some(65534)).unwrap();
+    std::os::unix::fs::chown(&planted, Some(65534), Some(65534)).unwrap();
+
+    let (r, status) = run_native("print('reaper ran')", &[]);
+    assert_eq!(
+        (status, r["output"].as_str()),
+        (0, Some("reaper ran\n")),
+        "{r}"
+    );
+
+    let still_mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(victim.path().to_str().unwrap()));
+    let data = std::fs::read_to_string(victim.path().join("precious")).unwrap_or_default();
+    let planted_kept = planted.symlink_metadata().is_ok();
+    let _ = std::process::Command::new("umount")
+        .arg(victim.path())
+        .status();
+    let _ = std::fs::remove_file(planted.join("work"));
+    let _ = std::fs::remove_dir(&planted);
+    assert!(
+        still_mounted,
+        "the reaper unmounted a host mount through a planted link"
+    );
+    assert_eq!(data, "host data");
+    assert!(
+        planted_kept,
+        "another user's directory is not the tool's to remove"
+    );
+});

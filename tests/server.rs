@@ -72,8 +72,8 @@ native_test!(execute_answers_the_cli_contract_whatever_the_code_did, {
     assert_eq!(metrics.status, 200);
     for name in [
         "code_exec_http_responses_total{status=\"200\"}",
-        "code_exec_executions_total{outcome=\"success\"} 2",
-        "code_exec_executions_total{outcome=\"Timeout\"} 1",
+        "code_exec_executions_total{outcome=\"ok\"} 2",
+        "code_exec_executions_total{outcome=\"timeout\"} 1",
         "code_exec_execution_seconds_bucket{le=\"+Inf\"} 5",
         "code_exec_queue_depth 0",
         "code_exec_sandboxes_live 0",
@@ -751,6 +751,7 @@ native_test!(metrics_outcomes_cannot_be_forged_by_class_names, {
         let code = format!("class {name}(Exception): pass\nraise {name}('forged')");
         let v = execute(&server, json!({"code": code})).json();
         assert_eq!(v["error_type"], name, "{v}");
+        assert_eq!(v["verdict"], "exception", "{v}");
     }
     let metrics = server.call("GET", "/metrics", None).body;
     assert!(

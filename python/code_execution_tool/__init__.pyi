@@ -11,7 +11,7 @@ __all__ = [
 DEFAULT_IMAGE: str
 
 Result = Dict[str, Any]
-"""``success``, ``output``, ``stderr``, ``error``, ``error_type``, ``exit_code``, ``signal``,
+"""``success``, ``verdict``, ``output``, ``stderr``, ``error``, ``error_type``, ``exit_code``, ``signal``,
 ``duration_ms``, ``cpu_time_ms``, ``peak_memory_mb``, ``truncated``, ``backend``, ``line``,
 ``column``, ``limits_enforced`` (and ``monitoring`` when monitored)."""
 

@@ -18,6 +18,7 @@ use thiserror::Error;
 use super::verdict::{self, Exit, StopReason, Stream};
 use super::{BackendKind, CANCEL_POLL, Cancel, ExecutionRequest};
 use crate::cgroup::CgroupError;
+use crate::protocol::report::RunnerReport;
 use crate::protocol::{self, HiddenMode, StatusEvent, fds};
 use crate::result::{ExecutionResult, Sample};
 use crate::sys::{self, ChildSetup};
@@ -377,7 +378,7 @@ impl SpawnedHelper {
         let parts = self.parts.as_mut().ok_or(RunError::NoStatus)?;
         let mut byte = [0u8; 1];
         match parts.report.read_exact(&mut byte) {
-            Ok(()) if byte == *protocol::RUNNER_READY => Ok(()),
+            Ok(()) if byte == *protocol::report::READY => Ok(()),
             Ok(()) => Err(RunError::NotReady("sent something else than ready")),
             Err(_) => Err(RunError::NotReady("ended before it was ready")),
         }
@@ -457,8 +458,8 @@ fn watch_helper(
 
     let report = report
         .lock()
-        .map(|r| verdict::parse_report(&r))
-        .unwrap_or(None);
+        .map(|r| RunnerReport::parse(&r))
+        .unwrap_or(RunnerReport::NotStarted(None));
     let take = |c: &Arc<Mutex<Capture>>| {
         c.lock()
             .map(|c| (String::from_utf8_lossy(&c.bytes).into_owned(), c.truncated))
@@ -476,7 +477,7 @@ fn watch_helper(
             });
         }
     };
-    let mut result = verdict::verdict(backend, &exit, outcome.stop, report.as_ref(), request);
+    let mut result = verdict::verdict(backend, &exit, outcome.stop, &report, request);
     result.output = output;
     result.stderr = stderr_text;
     result.truncated = out_truncated || err_truncated;

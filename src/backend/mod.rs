@@ -6,6 +6,7 @@ pub mod docker;
 pub mod helper;
 pub mod native;
 pub mod none;
+pub(crate) mod runs;
 pub(crate) mod verdict;
 mod workspace;
 
@@ -62,9 +63,18 @@ impl FromStr for BackendKind {
 }
 
 /// Lets a caller stop an execution it no longer wants (a client that went away): the run is
-/// killed as for a timeout and its result says `Cancelled`. Clones share one flag.
+/// killed as for a timeout and its result says `Cancelled`. Clones share one flag; a flag made
+/// with [`Cancel::or`] is also raised by the one it was made from (a persistent sandbox's
+/// cleanup cancels whatever runs in it, whatever its caller's own flag says).
 #[derive(Debug, Clone, Default)]
-pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+pub struct Cancel(std::sync::Arc<CancelFlag>);
+
+#[derive(Debug, Default)]
+struct CancelFlag {
+    raised: std::sync::atomic::AtomicBool,
+    /// Flags whose raising raises this one too.
+    parents: Vec<Cancel>,
+}
 
 impl Cancel {
     pub fn new() -> Cancel {
@@ -72,11 +82,22 @@ impl Cancel {
     }
 
     pub fn cancel(&self) {
-        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+        self.0
+            .raised
+            .store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(std::sync::atomic::Ordering::SeqCst)
+        self.0.raised.load(std::sync::atomic::Ordering::SeqCst)
+            || self.0.parents.iter().any(Cancel::is_cancelled)
+    }
+
+    /// A new flag, raised by its own `cancel` and by `self`'s and `other`'s.
+    pub fn or(&self, other: &Cancel) -> Cancel {
+        Cancel(std::sync::Arc::new(CancelFlag {
+            raised: Default::default(),
+            parents: vec![self.clone(), other.clone()],
+        }))
     }
 }
 

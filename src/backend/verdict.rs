@@ -1,12 +1,16 @@
-//! The verdict: how every backend turns what happened to a run into the result's
-//! `error_type` and `error`. Limits seen from outside come first (an OOM kill, the caller's
-//! cancel, the timeout, an output cap), then the runner's report (untrusted text that names an
-//! exception), then the exit status. Runs on the host, for `none`, `native` and `docker`.
+//! The verdict: how every backend turns what happened to a run into the result's `verdict`,
+//! `error_type` and `error`. Only evidence the code cannot reach decides it: limits seen from
+//! outside first (the kernel's OOM kill, the caller's cancel, the timeout, an output cap),
+//! then the runner's compile failure if the code never started, then the exit status the
+//! kernel gave. What the runner says after the code started (the code can write there too)
+//! only names an exception and its message. Runs on the host, for `none`, `native` and
+//! `docker`.
 
 use std::time::Duration;
 
 use super::{BackendKind, ExecutionRequest};
 use crate::limits::Limits;
+use crate::protocol::report::{self, RunnerReport};
 use crate::result::{ErrorType, ExecutionResult, signal_name};
 
 /// What the host saw happen, in the order it decides the verdict.
@@ -44,38 +48,6 @@ pub(crate) struct Exit {
     pub(crate) duration: Duration,
 }
 
-/// The runner's account of an uncaught exception or a `sys.exit` with a message.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Report {
-    phase: String,
-    name: String,
-    line: usize,
-    column: usize,
-    message: String,
-}
-
-/// The runner's record (`phase NUL name NUL line NUL column NUL message`, see `runner.py`);
-/// `None` for anything else, including a name that is not an identifier.
-pub(crate) fn parse_report(bytes: &[u8]) -> Option<Report> {
-    let text = String::from_utf8_lossy(bytes);
-    let mut parts = text.splitn(5, '\0');
-    let phase = parts.next()?.to_owned();
-    let name = parts.next()?.to_owned();
-    let line = parts.next()?.parse().unwrap_or(0);
-    let column = parts.next()?.parse().unwrap_or(0);
-    let message = parts.next()?.to_owned();
-    let valid_name = !name.is_empty()
-        && name.len() <= 200
-        && name.chars().all(|c| c.is_alphanumeric() || c == '_');
-    valid_name.then_some(Report {
-        phase,
-        name,
-        line,
-        column,
-        message,
-    })
-}
-
 /// The messages of limits seen from outside, shared by every backend.
 pub(crate) fn timeout_message(limits: &Limits) -> String {
     format!(
@@ -99,13 +71,16 @@ pub(crate) fn memory_limit_message(limits: &Limits) -> String {
     )
 }
 
-/// Decides the verdict: limits seen from outside first, then the runner's report, then the
-/// exit status.
+/// The exit status the runner gives an uncaught exception and a failed compile.
+const RUNNER_FAILURE_STATUS: i32 = 1;
+
+/// Decides the verdict: limits seen from outside first, then a compile failure (only if the
+/// code never started), then the exit status; the runner's later text only names exceptions.
 pub(crate) fn verdict(
     backend: BackendKind,
     exit: &Exit,
     stop: Option<StopReason>,
-    report: Option<&Report>,
+    report: &RunnerReport,
     request: &ExecutionRequest<'_>,
 ) -> ExecutionResult {
     let mut result = ExecutionResult::sandbox_error(backend.as_str(), String::new());
@@ -115,6 +90,7 @@ pub(crate) fn verdict(
     result.cpu_time_ms = exit.cpu_time_ms;
     result.peak_memory_mb = exit.peak_memory_bytes as f64 / (1024.0 * 1024.0);
     let limits = &request.limits;
+    let failed_like_the_runner = exit.signal.is_none() && exit.code == Some(RUNNER_FAILURE_STATUS);
     let (error_type, error) = match (stop, report) {
         // An OOM kill is the root cause of whatever followed it (often a hang, then a timeout).
         _ if exit.memory_limit_hit => (
@@ -130,7 +106,7 @@ pub(crate) fn verdict(
             Some(ErrorType::OutputLimit),
             Some(output_limit_message(stream, limits)),
         ),
-        (None, Some(r)) if r.phase == "compile" => {
+        (None, RunnerReport::NotStarted(Some(r))) if failed_like_the_runner => {
             result.line = (r.line > 0).then_some(r.line);
             result.column = (r.column > 0).then_some(r.column);
             let message = if r.name == "SyntaxError"
@@ -146,19 +122,7 @@ pub(crate) fn verdict(
             };
             (Some(ErrorType::SyntaxError), Some(message))
         }
-        (None, Some(r)) if r.phase == "run" && r.name == "MemoryError" => (
-            Some(ErrorType::MemoryLimit),
-            Some(format!(
-                "MemoryError{} (memory limit {} MB)",
-                if r.message.is_empty() {
-                    String::new()
-                } else {
-                    format!(": {}", r.message)
-                },
-                limits.memory_mb
-            )),
-        ),
-        (None, Some(r)) if r.phase == "run" => (
+        (None, RunnerReport::Started(Some((report::EXCEPTION, r)))) if failed_like_the_runner => (
             Some(ErrorType::Exception(r.name.clone())),
             Some(if r.message.is_empty() {
                 r.name.clone()
@@ -173,10 +137,14 @@ pub(crate) fn verdict(
             ),
             (Some(0), None) => (None, None),
             (Some(code), None) => {
-                let detail = report
-                    .filter(|r| r.phase == "exit")
-                    .map(|r| format!(": {}", r.message))
-                    .unwrap_or_default();
+                let detail = match report {
+                    RunnerReport::Started(Some((report::EXIT_MESSAGE, r)))
+                        if failed_like_the_runner =>
+                    {
+                        format!(": {}", r.message)
+                    }
+                    _ => String::new(),
+                };
                 (
                     Some(ErrorType::Exit),
                     Some(format!("exited with status {code}{detail}")),
@@ -188,9 +156,7 @@ pub(crate) fn verdict(
             ),
         },
     };
-    result.success = error_type.is_none();
-    result.error_type = error_type;
-    result.error = error;
+    result.conclude(error_type, error);
     result
 }
 
@@ -209,8 +175,16 @@ mod tests {
         }
     }
 
-    fn record(phase: &str, name: &str, line: usize, column: usize, message: &str) -> Vec<u8> {
-        format!("{phase}\0{name}\0{line}\0{column}\0{message}").into_bytes()
+    /// The runner's report: `started` (the `S` marker) then a frame of `kind`.
+    fn record(kind: &str, name: &str, line: usize, column: usize, message: &str) -> Vec<u8> {
+        let payload = format!("{name}\0{line}\0{column}\0{message}");
+        let frame = format!("C{}\n{payload}", payload.len());
+        match kind {
+            "compile" => frame.into_bytes(),
+            "run" => format!("SE{}", &frame[1..]).into_bytes(),
+            "exit" => format!("SX{}", &frame[1..]).into_bytes(),
+            _ => unreachable!(),
+        }
     }
 
     /// One row: what happened, and the verdict and message that must follow.
@@ -280,12 +254,58 @@ mod tests {
                 error: Some("KeyboardInterrupt"),
             },
             Case {
-                what: "a MemoryError",
+                what: "a MemoryError (no kernel evidence: an exception like any other)",
                 exit: exit(Some(1), None, false),
                 stop: None,
                 report: Some(record("run", "MemoryError", 0, 0, "")),
+                error_type: Some("MemoryError"),
+                error: Some("MemoryError"),
+            },
+            Case {
+                what: "an exception record from a run that exited 0",
+                exit: exit(Some(0), None, false),
+                stop: None,
+                report: Some(record("run", "ValueError", 0, 0, "forged")),
+                error_type: None,
+                error: None,
+            },
+            Case {
+                what: "an exception record from a run that exited 3",
+                exit: exit(Some(3), None, false),
+                stop: None,
+                report: Some(record("run", "ValueError", 0, 0, "forged")),
+                error_type: Some("Exit"),
+                error: Some("exited with status 3"),
+            },
+            Case {
+                what: "a compile record from a run that exited 0",
+                exit: exit(Some(0), None, false),
+                stop: None,
+                report: Some(record("compile", "SyntaxError", 1, 1, "forged")),
+                error_type: None,
+                error: None,
+            },
+            Case {
+                what: "a compile record after the code started",
+                exit: exit(Some(1), None, false),
+                stop: None,
+                report: Some(
+                    [
+                        b"S".as_slice(),
+                        &record("compile", "SyntaxError", 1, 1, "forged"),
+                    ]
+                    .concat(),
+                ),
+                error_type: Some("Exit"),
+                error: Some("exited with status 1"),
+            },
+            Case {
+                what: "an OOM kill beats the exception it caused",
+                exit: exit(Some(1), None, true),
+                stop: None,
+                report: Some(record("run", "MemoryError", 0, 0, "")),
                 error_type: Some("MemoryLimit"),
-                error: Some("MemoryError (memory limit 128 MB)"),
+                error: Some(leak(memory.clone())),
             },
             Case {
                 what: "a compile-time SyntaxError",
@@ -377,12 +397,12 @@ mod tests {
             },
         ];
         for case in &cases {
-            let report = case.report.as_deref().and_then(parse_report);
+            let report = RunnerReport::parse(case.report.as_deref().unwrap_or_default());
             let result = verdict(
                 BackendKind::Native,
                 &case.exit,
                 case.stop,
-                report.as_ref(),
+                &report,
                 &request,
             );
             assert_eq!(
@@ -393,30 +413,25 @@ mod tests {
             );
             assert_eq!(result.error.as_deref(), case.error, "{}", case.what);
             assert_eq!(result.success, case.error_type.is_none(), "{}", case.what);
+            assert_eq!(
+                result.verdict,
+                crate::result::Verdict::of(result.error_type.as_ref()),
+                "{}",
+                case.what
+            );
             assert_eq!(result.exit_code, case.exit.code, "{}", case.what);
             assert_eq!(result.backend, "native");
             assert_eq!(result.peak_memory_mb, 2.0);
         }
         // The compile case carries its position; the others none.
-        let report = parse_report(&record("compile", "SyntaxError", 2, 5, "x"));
+        let report = RunnerReport::parse(&record("compile", "SyntaxError", 2, 5, "x"));
         let result = verdict(
             BackendKind::None,
             &exit(Some(1), None, false),
             None,
-            report.as_ref(),
+            &report,
             &request,
         );
         assert_eq!((result.line, result.column), (Some(2), Some(5)));
-    }
-
-    #[test]
-    fn reports_that_are_not_records_are_ignored() {
-        assert!(parse_report(b"").is_none());
-        assert!(parse_report(b"run\0ValueError").is_none());
-        assert!(parse_report(&[b'a'; 300]).is_none());
-        let long_name = format!("run\0{}\00\00\0m", "N".repeat(201));
-        assert!(parse_report(long_name.as_bytes()).is_none());
-        let r = parse_report(b"run\0ValueError\0x\0y\0a\0b").unwrap();
-        assert_eq!((r.line, r.column, r.message.as_str()), (0, 0, "a\0b"));
     }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use axum::http::StatusCode;
 
 use crate::lock::lock;
-use crate::result::{ErrorType, ExecutionResult};
+use crate::result::ExecutionResult;
 use crate::tool::ExecuteError;
 
 /// Upper bounds of the execution latency histogram, in seconds.
@@ -57,20 +57,15 @@ impl Metrics {
         self.with(|c| c.expired += n as u64);
     }
 
-    /// One finished execution: its outcome and latency. Outcomes are a fixed set decided by
-    /// the host (`success`, `exception`, the verdict names, `refused`): an uncaught exception
-    /// counts as `exception` whatever its class is called, so the code can neither pass for a
-    /// verdict (a class named `Timeout`) nor mint label values.
+    /// One finished execution: its outcome and latency. Outcomes are the host's verdicts (a
+    /// fixed set: an uncaught exception is `exception` whatever its class is called, so the
+    /// code can neither pass for a verdict nor mint label values) and `refused`.
     pub fn executed(&self, result: &Result<ExecutionResult, ExecuteError>, took: Duration) {
         let outcome = match result {
-            Ok(r) if r.success => "success".to_owned(),
-            Ok(r) => match &r.error_type {
-                Some(ErrorType::Exception(_)) => "exception".to_owned(),
-                Some(verdict) => verdict.as_str().to_owned(),
-                None => "error".to_owned(),
-            },
-            Err(_) => "refused".to_owned(),
-        };
+            Ok(r) => r.verdict.as_str(),
+            Err(_) => "refused",
+        }
+        .to_owned();
         let seconds = took.as_secs_f64();
         self.with(|c| {
             *c.executions.entry(outcome).or_default() += 1;

@@ -51,13 +51,14 @@ pub const DOCUMENT: &str = r##"{
       "Result": {
         "type": "object",
         "description": "The same object as `code-exec run --json`.",
-        "required": ["success", "output", "stderr", "error", "error_type", "exit_code", "signal", "duration_ms", "cpu_time_ms", "peak_memory_mb", "truncated", "backend", "line", "column"],
+        "required": ["success", "verdict", "output", "stderr", "error", "error_type", "exit_code", "signal", "duration_ms", "cpu_time_ms", "peak_memory_mb", "truncated", "backend", "line", "column"],
         "properties": {
           "success": {"type": "boolean"},
           "output": {"type": "string"},
           "stderr": {"type": "string"},
           "error": {"type": "string", "nullable": true},
-          "error_type": {"type": "string", "nullable": true, "description": "SyntaxError, an exception class name, Exit, Timeout, MemoryLimit, OutputLimit, Cancelled, Crash or SandboxError"},
+          "verdict": {"type": "string", "enum": ["ok", "exception", "exit", "syntax_error", "timeout", "memory_limit", "output_limit", "crash", "sandbox_error", "cancelled"], "description": "how the run ended, decided by the host from evidence the code cannot reach"},
+          "error_type": {"type": "string", "nullable": true, "description": "SyntaxError, the qualified class name of an uncaught exception (the code's own text: decide on verdict), Exit, Timeout, MemoryLimit, OutputLimit, Cancelled, Crash or SandboxError"},
           "exit_code": {"type": "integer", "nullable": true},
           "signal": {"type": "string", "nullable": true},
           "duration_ms": {"type": "number"},
@@ -171,5 +172,23 @@ mod tests {
         ] {
             assert!(paths.contains_key(path), "{path}");
         }
+    }
+
+    #[test]
+    fn lists_exactly_the_verdicts() {
+        let doc: serde_json::Value = serde_json::from_str(super::DOCUMENT).unwrap();
+        let schemas = doc["components"]["schemas"].as_object().unwrap();
+        let listed: Vec<&str> = schemas
+            .values()
+            .find_map(|s| s["properties"]["verdict"]["enum"].as_array())
+            .expect("a schema with a verdict")
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        let verdicts: Vec<&str> = crate::result::Verdict::ALL
+            .iter()
+            .map(|v| v.as_str())
+            .collect();
+        assert_eq!(listed, verdicts);
     }
 }

@@ -151,11 +151,12 @@ pub fn pivot_to_cwd() -> io::Result<()> {
     check(ret, || "umount2(old root, MNT_DETACH)".into())
 }
 
-/// Detaches the mount at `target` (lazily: it goes once nothing uses it). Errors are ignored:
+/// Detaches the mount at `target` (lazily: it goes once nothing uses it), never through a
+/// link (`UMOUNT_NOFOLLOW`: a `target` that is a symlink is not followed). Errors are ignored:
 /// used for cleanup, where "not mounted" is fine.
 pub fn unmount(target: &Path) {
     if let Ok(tgt) = c_path(target) {
         // SAFETY: a valid NUL-terminated path; umount2 touches no other memory.
-        unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH) };
+        unsafe { libc::umount2(tgt.as_ptr(), libc::MNT_DETACH | libc::UMOUNT_NOFOLLOW) };
     }
 }

@@ -90,6 +90,9 @@ macro_rules! attack_suite {
                 host_loopback_services_are_unreachable,
                 monitoring_reads_the_sandbox_from_outside,
                 output_cap_stops_a_flood,
+                forged_records_cannot_say_nothing_ran,
+                rewritten_writes_cannot_turn_an_exception_into_a_limit,
+                exception_classes_named_like_verdicts_are_exceptions,
             ]
         );
     };
@@ -161,10 +164,18 @@ pub fn complex_code_and_stdin(t: Target) {
 }
 
 pub fn memory_bomb_is_a_memory_limit(t: Target) {
-    // With a cgroup the OOM killer stops it; without, the per-process fallback does.
+    // With a cgroup the OOM killer stops it, and the kernel's OOM events say so. Without
+    // one the per-process fallback (RLIMIT_DATA) stops it with a MemoryError, which the code
+    // could as well have raised itself: the host has no evidence, and says it is the exception.
     let (r, status) = t.run(MEMORY_BOMB, &["--memory", "64", "--timeout", "20"]);
     assert_eq!(status, 1);
-    assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+    if r["limits_enforced"]["memory_mb"] == "cgroup" {
+        assert_eq!(r["error_type"], "MemoryLimit", "{r}");
+        assert_eq!(r["verdict"], "memory_limit", "{r}");
+    } else {
+        assert_eq!(r["error_type"], "MemoryError", "{r}");
+        assert_eq!(r["verdict"], "exception", "{r}");
+    }
     // A cgroup counts exactly what the limit bounds (docker's figure comes from the engine,
     // a little late). The per-process fallback bounds private data (RLIMIT_DATA) while its
     // peak is the resident set, which also counts the interpreter's shared, file-backed pages
@@ -296,9 +307,16 @@ print(resource.getrlimit(resource.RLIMIT_CORE))
     let (r, status) = t.run(code, &[]);
     assert_eq!(status, 0, "{r}");
     let mut lines = output(&r).lines();
+    // Docker: the container's bounding set keeps CAP_SETUID and CAP_SETGID, which the root
+    // wrapper needs to start the code as uid 1000; the code holds neither (nothing effective,
+    // permitted or ambient) and, under no_new_privs, no exec can give them back.
+    let bounding = match t {
+        Target::Native => "0000000000000000",
+        Target::Docker => "00000000000000c0",
+    };
     assert_eq!(
         lines.next(),
-        Some("0000000000000000 0000000000000000 0000000000000000 0000000000000000 1 2"),
+        Some(format!("0000000000000000 0000000000000000 {bounding} 0000000000000000 1 2").as_str()),
         "{r}"
     );
     let identity = lines.next().unwrap_or_default();
@@ -417,4 +435,99 @@ pub fn output_cap_stops_a_flood(t: Target) {
     assert_eq!(r["error_type"], "OutputLimit", "{r}");
     assert_eq!(r["stderr"].as_str().unwrap().len(), 50_000);
     t.assert_clean("flood");
+}
+
+/// Writes `payload` (a Python bytes expression) to every fd from 3 to 255 that is open, in
+/// every record shape the runner has used, and flushes nothing else.
+fn forge_on_every_fd(payload: &str) -> String {
+    format!(
+        "import os\nfor _fd in range(3, 256):\n    for _rec in {payload}:\n        try:\n            os.write(_fd, _rec)\n        except OSError:\n            pass\n"
+    )
+}
+
+const FORGED_SYNTAX: &str = r#"[b"compile\0SyntaxError\x003\x001\0invalid syntax", b"C", b"C44\ncompile\0SyntaxError\x003\x001\0invalid syntax", b"S", b"R"]"#;
+
+pub fn forged_records_cannot_say_nothing_ran(t: Target) {
+    // A program that ran (it prints and writes a file) and writes records shaped like the
+    // runner's compile failure on every fd it has: it must not be told "nothing ran".
+    for (exit, verdict, code) in [("", "ok", 0), ("raise SystemExit(1)\n", "exit", 1)] {
+        let code_text = format!(
+            "{}open('/tmp/ran', 'w').write('yes')\nprint('ran', open('/tmp/ran').read())\n{exit}",
+            forge_on_every_fd(FORGED_SYNTAX)
+        );
+        let (r, _) = t.run(&code_text, &[]);
+        assert_eq!(r["verdict"], verdict, "{r}");
+        assert_eq!(r["exit_code"], code, "{r}");
+        assert_ne!(r["error_type"], "SyntaxError", "{r}");
+        assert_eq!(r["line"], Value::Null, "{r}");
+        assert_eq!(output(&r), "ran yes\n", "{r}");
+    }
+    // The real thing still is one, and says where.
+    let (r, status) = t.run("x = (\n", &[]);
+    assert_eq!(
+        (status, &r["verdict"]),
+        (1, &Value::from("syntax_error")),
+        "{r}"
+    );
+}
+
+pub fn rewritten_writes_cannot_turn_an_exception_into_a_limit(t: Target) {
+    // The code replaces what the runner might call after it, forges exception records naming
+    // MemoryError and the verdict names, then raises a ValueError: at worst a wrong exception.
+    let code = format!(
+        "{}_real = os.write\ndef _rewrite(fd, data):\n    return _real(fd, bytes(data).replace(b'ValueError', b'MemoryError'))\nos.write = _rewrite\nimport builtins, sys, traceback\nbuiltins.type = lambda *a: MemoryError\nraise ValueError('ordinary')\n",
+        forge_on_every_fd(
+            r#"[b"run\0MemoryError\x000\x000\0x", b"E", b"run\0MemoryLimit\x000\x000\0x", b"run\0Timeout\x000\x000\0y"]"#
+        )
+    );
+    let (r, status) = t.run(&code, &["--memory", "64"]);
+    assert_eq!(status, 1, "{r}");
+    assert_eq!(r["verdict"], "exception", "{r}");
+    assert_ne!(r["error_type"], "MemoryLimit", "{r}");
+    assert_ne!(r["error_type"], "Timeout", "{r}");
+    // A MemoryError raised by the code is the exception it is: only the kernel's evidence
+    // makes a memory limit.
+    let (r, _) = t.run("raise MemoryError('made up')", &["--memory", "64"]);
+    assert_eq!(
+        (&r["verdict"], &r["error_type"]),
+        (&Value::from("exception"), &Value::from("MemoryError")),
+        "{r}"
+    );
+}
+
+pub fn exception_classes_named_like_verdicts_are_exceptions(t: Target) {
+    let names = [
+        "Timeout",
+        "MemoryLimit",
+        "SandboxError",
+        "Cancelled",
+        "OutputLimit",
+        "Crash",
+        "Exit",
+        "SyntaxError",
+        "\u{421}rash",
+    ];
+    let mut code = String::from("import sys\nname = sys.stdin.readline().strip()\n");
+    code.push_str("if name == 'SyntaxError':\n    raise SyntaxError('raised at run time')\n");
+    code.push_str("raise type(name, (Exception,), {})('posing as a verdict')\n");
+    let dir = tempfile::tempdir().unwrap();
+    for name in names {
+        let input = dir.path().join("name");
+        std::fs::write(&input, format!("{name}\n")).unwrap();
+        let (r, status) = t.run(&code, &["--stdin", input.to_str().unwrap()]);
+        // Exit status 3 is the tool's own failure: never the code's to produce.
+        assert_eq!(status, 1, "{name}: {r}");
+        assert_eq!(r["verdict"], "exception", "{name}: {r}");
+        assert_eq!(r["error_type"], name, "{name}: {r}");
+        assert_eq!(r["line"], Value::Null, "{name}: {r}");
+    }
+    // A nested class is named by its qualified name.
+    let (r, _) = t.run(
+        "class Outer:\n    class Inner(Exception): pass\nraise Outer.Inner('x')",
+        &[],
+    );
+    assert_eq!(r["error_type"], "Outer.Inner", "{r}");
+    // Status 3 from the code is an exit like any other.
+    let (r, status) = t.run("raise SystemExit(3)", &[]);
+    assert_eq!((status, &r["verdict"]), (1, &Value::from("exit")), "{r}");
 }

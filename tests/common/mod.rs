@@ -165,7 +165,7 @@ pub fn assert_no_survivors(needle: &str) {
 
 /// Temp directories the tool creates for runs.
 pub fn run_dirs() -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+    let Ok(entries) = std::fs::read_dir(run_dir_base()) else {
         return Vec::new();
     };
     entries
@@ -188,6 +188,24 @@ pub fn python() -> PathBuf {
 }
 
 /// Reports a skipped test on the real stderr, past the test harness's output capture.
+/// Where the tool keeps its run directories: a root-owned 0700 directory for root, else
+/// `$TMPDIR` (see `src/backend/workspace.rs`).
+pub fn run_dir_base() -> PathBuf {
+    if is_root() {
+        PathBuf::from("/run/code-exec")
+    } else {
+        std::env::temp_dir()
+    }
+}
+
+/// Whether this test process runs as root.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0"))
+}
+
 pub fn skip_loudly(test: &str, reason: &str) {
     use std::io::Write;
     let _ = writeln!(std::io::stderr(), "SKIPPED {test}: {reason}");
@@ -330,7 +348,7 @@ fn leftover_run_state() -> Vec<PathBuf> {
             }
         }
     };
-    scan(std::env::temp_dir(), 0, &mut found);
+    scan(run_dir_base(), 0, &mut found);
     scan(PathBuf::from("/sys/fs/cgroup"), 4, &mut found);
     found
 }

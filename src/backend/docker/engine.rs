@@ -33,14 +33,20 @@ use crate::result::Sample;
 pub const LABEL: &str = "code-exec";
 /// Who created it: see [`Owner`].
 pub const OWNER_LABEL: &str = "code-exec.owner";
-/// The container's own processes (init, the idle main process) run as this user; executions
-/// run as [`SANDBOX_USER`], so killing every process of the sandbox user spares the container.
-const IDLE_USER: &str = "65534:65534";
+/// The container is created as root: the engine gives a root exec (the wrapper's) its
+/// capabilities under `no-new-privileges` only in a container whose user is root. Its idle
+/// main process drops at once to uid 65534 (nobody); executions run as [`SANDBOX_USER`], so
+/// killing every process of the sandbox user spares the container.
+const CONTAINER_USER: &str = "0:0";
 pub const SANDBOX_USER: &str = "1000:1000";
+/// The wrapper runs as the container's root with CAP_SETUID and CAP_SETGID only (see
+/// `wrapper.py`): out of reach of the code, which it starts as [`SANDBOX_USER`].
+const WRAPPER_USER: &str = "0:0";
 const SANDBOX_UID: u32 = 1000;
 pub const WORK_DIR: &str = "/work";
-/// The container's main process: an idle interpreter (every usable image has `python3`).
-const IDLE_SCRIPT: &str = "import signal\nwhile True:\n    signal.pause()\n";
+/// The container's main process: an idle interpreter (every usable image has `python3`),
+/// without the capabilities it starts with.
+const IDLE_SCRIPT: &str = "import os, signal\nos.setgroups([])\nos.setgid(65534)\nos.setuid(65534)\nwhile True:\n    signal.pause()\n";
 /// Kills every process of the sandbox user (the caller excepted) and prints the container's
 /// OOM-kill count.
 const KILL_SCRIPT: &str = r#"import os
@@ -381,6 +387,9 @@ impl Engine {
             ])),
             shm_size: Some(memory),
             cap_drop: Some(vec!["ALL".into()]),
+            // The wrapper's own two (it starts as root, forks the code's process, which drops
+            // to the sandbox user and so loses them); nothing of the code's has any.
+            cap_add: Some(vec!["SETUID".into(), "SETGID".into()]),
             security_opt: Some(vec!["no-new-privileges".into()]),
             init: Some(true),
             log_config: Some(HostConfigLogConfig {
@@ -411,7 +420,7 @@ impl Engine {
                 IDLE_SCRIPT.into(),
             ]),
             cmd: Some(Vec::new()),
-            user: Some(IDLE_USER.into()),
+            user: Some(CONTAINER_USER.into()),
             working_dir: Some(WORK_DIR.into()),
             hostname: Some("sandbox".into()),
             network_disabled: Some(true),
@@ -586,12 +595,13 @@ async fn stats_once(docker: &Docker, id: &str) -> Result<UsagePoint, DockerError
     }
 }
 
-/// Starts an exec attached to stdout/stderr (and stdin when `stdin`), as the sandbox user.
+/// Starts an exec attached to stdout/stderr (and stdin when `stdin`), as `user`.
 async fn start_exec(
     docker: &Docker,
     id: &str,
     cmd: Vec<String>,
     stdin: bool,
+    user: &str,
 ) -> Result<(String, StartExecResults), DockerError> {
     let options = CreateExecOptions {
         attach_stdin: Some(stdin),
@@ -599,7 +609,7 @@ async fn start_exec(
         attach_stderr: Some(true),
         tty: Some(false),
         cmd: Some(cmd),
-        user: Some(SANDBOX_USER.to_owned()),
+        user: Some(user.to_owned()),
         working_dir: Some(WORK_DIR.to_owned()),
         env: Some(vec![
             "LANG=C.UTF-8".into(),
@@ -635,7 +645,7 @@ async fn kill_sandbox_processes(docker: &Docker, id: &str) -> Result<i64, Docker
         "-c".into(),
         KILL_SCRIPT.into(),
     ];
-    let (_, started) = start_exec(docker, id, cmd, false).await?;
+    let (_, started) = start_exec(docker, id, cmd, false, SANDBOX_USER).await?;
     let StartExecResults::Attached { mut output, .. } = started else {
         return Err(DockerError::Protocol("the kill exec did not attach".into()));
     };
@@ -730,7 +740,7 @@ async fn execute(
     wrapper: &[String],
     nonce: &str,
 ) -> Result<ExecOutcome, DockerError> {
-    let (exec_id, started) = start_exec(docker, id, wrapper.to_vec(), true).await?;
+    let (exec_id, started) = start_exec(docker, id, wrapper.to_vec(), true, WRAPPER_USER).await?;
     let StartExecResults::Attached {
         mut output,
         mut input,

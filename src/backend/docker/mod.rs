@@ -14,10 +14,12 @@ use std::time::Duration;
 use engine::{ContainerSpec, ExecOutcome, ExecSpec, KillMode, Stop, UsageSource};
 pub use engine::{DockerError, Engine, LABEL, OWNER_LABEL};
 
+use super::runs::SandboxRuns;
 use super::verdict::{self, Exit, StopReason, Stream};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest, SandboxUsage};
 use crate::limits::Limits;
 use crate::lock::lock;
+use crate::protocol::report::RunnerReport;
 use crate::result::{ErrorType, ExecutionResult};
 use crate::runner::RUNNER;
 
@@ -95,6 +97,7 @@ impl DockerBackend {
             id,
             usage,
             state: Mutex::new(SandboxState::default()),
+            runs: SandboxRuns::default(),
         })
     }
 }
@@ -165,6 +168,8 @@ pub struct DockerSandbox {
     id: String,
     usage: UsageSource,
     state: Mutex<SandboxState>,
+    /// What runs in it now; cleanup ends it first.
+    runs: SandboxRuns,
 }
 
 impl std::fmt::Debug for DockerSandbox {
@@ -181,18 +186,25 @@ impl DockerSandbox {
         &self.id
     }
 
+    /// Runs one execution in the container. A cleanup meanwhile cancels it.
     pub fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
-        if lock(&self.state).removed {
-            return ExecutionResult::sandbox_error(
+        let cleaned_up = || {
+            ExecutionResult::sandbox_error(
                 "docker",
                 "this sandbox was cleaned up; create a new one".into(),
-            );
+            )
+        };
+        let Some((_entered, request)) = self.runs.enter(request) else {
+            return cleaned_up();
+        };
+        if lock(&self.state).removed {
+            return cleaned_up();
         }
         let baseline = lock(&self.state).oom_total;
         match run_in(
             &self.engine,
             &self.id,
-            request,
+            &request,
             KillMode::SandboxProcesses,
             Some(&self.usage),
             baseline,
@@ -246,8 +258,10 @@ impl DockerSandbox {
         }
     }
 
-    /// Removes the container. Also done on drop.
+    /// Ends a running execution (which reports `Cancelled`), then removes the container.
+    /// Also done on drop.
     pub fn cleanup(&self) {
+        self.runs.close();
         let mut state = lock(&self.state);
         if !state.removed && self.engine.remove(&self.id).is_ok() {
             state.removed = true;
@@ -278,6 +292,9 @@ struct Frame {
     oom: i64,
     cpu_ns: u64,
     maxrss_kb: u64,
+    /// What the code's process said after dropping to the sandbox user: `ok`, `failed: …`,
+    /// or nothing (killed before it got there).
+    setup: Vec<u8>,
     report: Vec<u8>,
 }
 
@@ -296,6 +313,7 @@ fn take_frame(stderr: &mut Vec<u8>, nonce: &str) -> Option<Frame> {
             "oom" => frame.oom = value.parse().ok()?,
             "cpu_ns" => frame.cpu_ns = value.parse().ok()?,
             "maxrss_kb" => frame.maxrss_kb = value.parse().ok()?,
+            "setup" => frame.setup = from_hex(value)?,
             "report" => frame.report = from_hex(value)?,
             _ => {}
         }
@@ -321,9 +339,10 @@ fn from_hex(text: &str) -> Option<Vec<u8>> {
 }
 
 fn mark_memory_limit(result: &mut ExecutionResult, request: &ExecutionRequest<'_>) {
-    result.success = false;
-    result.error_type = Some(ErrorType::MemoryLimit);
-    result.error = Some(verdict::memory_limit_message(&request.limits));
+    result.conclude(
+        Some(ErrorType::MemoryLimit),
+        Some(verdict::memory_limit_message(&request.limits)),
+    );
 }
 
 /// Runs one execution in a started container and decides its verdict. Returns the result
@@ -351,13 +370,22 @@ fn run_in(
         cancel: request.cancel.as_ref(),
     };
     let mut outcome = engine.execute(id, &spec, &wrapper_argv(), &nonce)?;
-    let frame = take_frame(&mut outcome.stderr, &nonce);
-    // The wrapper died before reporting (the code killed it, or it was stopped): make sure
-    // nothing of the run survives in a persistent container, and learn of OOM kills.
-    if frame.is_none()
-        && kill == KillMode::SandboxProcesses
-        && outcome.oom_total_after_kill.is_none()
+    // The wrapper (root, its memory out of the code's reach) writes its frame last and exits
+    // 0; a frame counts only then.
+    let frame = take_frame(&mut outcome.stderr, &nonce).filter(|_| outcome.exit_code == Some(0));
+    if let Some(failure) = frame
+        .as_ref()
+        .and_then(|f| f.setup.strip_prefix(b"failed: ".as_slice()))
     {
+        return Err(DockerError::Protocol(format!(
+            "the wrapper could not start the code as the sandbox user: {}",
+            String::from_utf8_lossy(failure)
+        )));
+    }
+    // Whatever the frame says, nothing of the code's uid outlives an execution of a
+    // persistent container (the next execution's code is nobody else's to read); this also
+    // learns of OOM kills.
+    if kill == KillMode::SandboxProcesses && outcome.oom_total_after_kill.is_none() {
         outcome.oom_total_after_kill = engine.kill_sandbox_processes(id).ok();
     }
     let oom_total = outcome.oom_total_after_kill;
@@ -417,10 +445,8 @@ fn assemble(
             }
         }
     };
-    let report = frame
-        .as_ref()
-        .and_then(|f| verdict::parse_report(&f.report));
-    let mut result = verdict::verdict(BackendKind::Docker, &exit, stop, report.as_ref(), request);
+    let report = RunnerReport::parse(frame.as_ref().map_or(&[][..], |f| &f.report));
+    let mut result = verdict::verdict(BackendKind::Docker, &exit, stop, &report, request);
     result.output = String::from_utf8_lossy(&outcome.stdout).into_owned();
     result.stderr = String::from_utf8_lossy(&outcome.stderr).into_owned();
     result.truncated = outcome.stdout_truncated || stderr_truncated;
@@ -436,8 +462,9 @@ mod tests {
 
     #[test]
     fn takes_only_the_frame_with_this_runs_nonce() {
-        let mut stderr = b"user text\n\x1eCODE-EXEC fake exit=0 signal=0 oom=0 cpu_ns=1 maxrss_kb=1 report=\x1e\x1eCODE-EXEC abc exit=3 signal=0 oom=1 cpu_ns=2000000 maxrss_kb=10 report=6869\x1e".to_vec();
+        let mut stderr = b"user text\n\x1eCODE-EXEC fake exit=0 signal=0 oom=0 cpu_ns=1 maxrss_kb=1 report=\x1e\x1eCODE-EXEC abc exit=3 signal=0 oom=1 cpu_ns=2000000 maxrss_kb=10 setup=6f6b report=6869\x1e".to_vec();
         let frame = take_frame(&mut stderr, "abc").unwrap();
+        assert_eq!(frame.setup, b"ok");
         assert_eq!(frame.exit, 3);
         assert_eq!(frame.oom, 1);
         assert_eq!(frame.cpu_ns, 2_000_000);

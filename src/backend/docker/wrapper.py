@@ -1,13 +1,16 @@
-# code-exec docker wrapper: started by an exec as the sandbox user, once per execution.
-# argv[1] is the runner script. stdin carries "<nonce> <code length>\n", the code, then the
-# code's own stdin until EOF. The wrapper writes the code to a private file, forks a child that
-# runs the runner on it (report on the child's fd 3; forking instead of starting a second
-# interpreter saves a whole Python start-up per run), waits for that child only, kills every
-# other process of the sandbox user (daemons the code left behind), and appends one framed
-# record to stderr: "\x1eCODE-EXEC <nonce> key=value ...\x1e". The host takes the last frame
-# with its nonce, and the wrapper writes its own after everything else is dead, so a frame the
-# code forged could only count if the code also killed the wrapper. The child drops every
-# reference to the nonce before the code runs.
+# code-exec docker wrapper: started by an exec as the container's root (with CAP_SETUID and
+# CAP_SETGID only), once per execution. argv[1] is the runner script. stdin carries
+# "<nonce> <code length>\n", the code, then the code's own stdin until EOF.
+# The wrapper forks the code's process first, before it reads anything: the nonce never
+# enters that process's memory, not even as freed bytes. The child drops to the sandbox user
+# (uid 1000, no capability; a process of another uid cannot read the wrapper's memory or
+# signal it), says so on a pipe the code never holds, receives the code through a pipe, and
+# runs the runner on it (report on its fd 3; forking instead of starting a second interpreter
+# saves a whole Python start-up per run). The wrapper waits for that child only, then has a
+# process of the sandbox user kill every other one (daemons the code left behind), and
+# appends one framed record to stderr: "\x1eCODE-EXEC <nonce> key=value ...\x1e". The host
+# takes the last frame with its nonce; the code can neither read the nonce nor stop the
+# wrapper from writing its frame last.
 # Only builtin modules on the way: this runs before every execution and must start fast.
 import os
 import _signal as signal  # not `signal`: that one imports enum, ~15 ms in a container
@@ -74,17 +77,49 @@ def _cpu_ns():
     return n
 
 
-def _run_child(report_w, path):
+SANDBOX_UID = 1000
+
+
+def _become_sandbox_user():
+    os.setgroups([])
+    os.setgid(SANDBOX_UID)
+    os.setuid(SANDBOX_UID)
+    if os.getuid() != SANDBOX_UID or os.geteuid() != SANDBOX_UID:
+        raise OSError("still uid %d" % os.geteuid())
+
+
+def _run_child(report_w, code_r, setup_w, workdir):
     """In the forked child: becomes the code's process, like `python3 -I -u RUNNER 3 PATH`."""
     import io
 
-    os.dup2(report_w, 3)
-    os.closerange(4, 1 << 16)
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    # The code is the OOM killer's first choice, never the wrapper.
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write("1000")
+    try:
+        # The code is the OOM killer's first choice, never the wrapper.
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")
+        _become_sandbox_user()
+        parts = []
+        while True:
+            chunk = os.read(code_r, 1 << 20)
+            if not chunk:
+                break
+            parts.append(chunk)
+        os.close(code_r)
+        os.mkdir(workdir, 0o700)
+        path = workdir + "/main.py"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        os.write(fd, b"".join(parts))
+        os.close(fd)
+        del parts
+        os.write(setup_w, b"ok")
+    except BaseException as exc:
+        try:
+            os.write(setup_w, ("failed: %s" % exc).encode("utf-8", "replace")[:400])
+        finally:
+            os._exit(125)
+    os.dup2(report_w, 3)
+    os.closerange(4, 1 << 16)
     # Unbuffered, as -u gives: output written before a kill is not lost.
     for fd, name, errors in ((1, "stdout", "strict"), (2, "stderr", "backslashreplace")):
         stream = io.TextIOWrapper(
@@ -98,30 +133,63 @@ def _run_child(report_w, path):
     sys.exit(0)
 
 
-def _main():
-    nonce, size = _read_line().split(" ")
-    code = _read_exact(int(size))
-    workdir = "/tmp/.code-exec-%d" % os.getpid()
-    os.mkdir(workdir, 0o700)
-    path = workdir + "/main.py"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    os.write(fd, code)
-    os.close(fd)
-    del code
+def _end_sandbox_processes(workdir):
+    """A process of the sandbox user kills every other one (kill(-1) reaches exactly the
+    processes of its uid, atomically with respect to fork), then removes the code's file."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _become_sandbox_user()
+            try:
+                os.kill(-1, signal.SIGKILL)
+            except OSError:
+                pass
+            for remove, name in ((os.unlink, workdir + "/main.py"), (os.rmdir, workdir)):
+                try:
+                    remove(name)
+                except OSError:
+                    pass
+        finally:
+            os._exit(0)
+    while True:
+        try:
+            os.waitpid(pid, 0)
+            return
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            return
 
+
+def _main():
+    workdir = "/tmp/.code-exec-" + os.urandom(8).hex()
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.signal(signal.SIGCHLD, lambda *_: None)
     signal.set_wakeup_fd(wake_w)
     report_r, report_w = os.pipe()
+    code_r, code_w = os.pipe()
+    setup_r, setup_w = os.pipe()
     oom_before = _oom_kills()
     cpu_before = _cpu_ns()
 
     pid = os.fork()
     if pid == 0:
-        nonce = None
-        _run_child(report_w, path)
-    os.close(report_w)
+        for fd in (report_r, code_w, setup_r, wake_r, wake_w):
+            os.close(fd)
+        _run_child(report_w, code_r, setup_w, workdir)
+    for fd in (report_w, code_r, setup_w):
+        os.close(fd)
+    # Only now, in the wrapper alone: the nonce and the code.
+    nonce, size = _read_line().split(" ")
+    view = memoryview(_read_exact(int(size)))
+    try:
+        while view:
+            view = view[os.write(code_w, view):]
+    except OSError:
+        pass
+    os.close(code_w)
+    del view
 
     import select
 
@@ -152,8 +220,10 @@ def _main():
                 pass
 
     # The main process is gone: nothing else of the sandbox user may outlive it.
+    _end_sandbox_processes(workdir)
+    setup = b""
     try:
-        os.kill(-1, signal.SIGKILL)
+        setup = os.read(setup_r, 512)
     except OSError:
         pass
     try:
@@ -177,13 +247,9 @@ def _main():
         "oom=%d" % ((oom_after - oom_before) if oom_before is not None and oom_after is not None else -1),
         "cpu_ns=%d" % cpu_ns,
         "maxrss_kb=%d" % usage.ru_maxrss,
+        "setup=" + setup.hex(),
         "report=" + report[:65536].hex(),
     ]
-    try:
-        os.unlink(path)
-        os.rmdir(workdir)
-    except OSError:
-        pass
     frame = ("\x1eCODE-EXEC %s %s\x1e" % (nonce, " ".join(fields))).encode("ascii")
     view = memoryview(frame)
     while view:

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use super::{NativeBackend, Place, cgroup_limits, host_ids};
 use crate::backend::helper::RunError;
+use crate::backend::runs::SandboxRuns;
 use crate::backend::workspace::Workspace;
 use crate::backend::{BackendKind, ExecutionRequest, SandboxUsage};
 use crate::cgroup::RunCgroup;
@@ -60,6 +61,7 @@ impl NativeBackend {
             cgroup: Mutex::new(cgroup),
             ids,
             totals: Mutex::new(Totals::default()),
+            runs: SandboxRuns::default(),
         })
     }
 }
@@ -83,16 +85,25 @@ pub struct NativeSandbox {
     cgroup: Mutex<Option<RunCgroup>>,
     ids: (u32, u32),
     totals: Mutex<Totals>,
+    /// What runs in it now; cleanup ends it first.
+    runs: SandboxRuns,
 }
 
 impl NativeSandbox {
     /// Runs one execution in this sandbox.
+    /// Runs one execution in this sandbox. A cleanup meanwhile cancels it.
     pub fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
-        if lock(&self.workspace).is_none() {
-            return ExecutionResult::sandbox_error(
+        let cleaned_up = || {
+            ExecutionResult::sandbox_error(
                 BackendKind::Native.as_str(),
                 RunError::CleanedUp.to_string(),
-            );
+            )
+        };
+        let Some((_entered, request)) = self.runs.enter(request) else {
+            return cleaned_up();
+        };
+        if lock(&self.workspace).is_none() {
+            return cleaned_up();
         }
         let cgroup = lock(&self.cgroup).clone();
         let place = Place {
@@ -100,9 +111,10 @@ impl NativeSandbox {
             ids: self.ids,
             work_dir: Some(&self.work_dir),
         };
-        let result = self.backend.run_in(&place, request).unwrap_or_else(|err| {
+        let result = self.backend.run_in(&place, &request).unwrap_or_else(|err| {
             ExecutionResult::sandbox_error(BackendKind::Native.as_str(), err.to_string())
         });
+
         let mut totals = lock(&self.totals);
         totals.cpu_time_ms += result.cpu_time_ms;
         totals.peak_memory_mb = totals.peak_memory_mb.max(result.peak_memory_mb);
@@ -154,8 +166,10 @@ impl NativeSandbox {
         }
     }
 
-    /// Removes everything: processes, cgroup, work directory. Idempotent.
+    /// Removes everything: first ends a running execution (which reports `Cancelled`), then
+    /// the cgroup and the work directory. Idempotent.
     pub fn cleanup(&self) {
+        self.runs.close();
         if let Some(cgroup) = lock(&self.cgroup).take() {
             cgroup.remove();
         }
