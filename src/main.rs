@@ -64,6 +64,16 @@ struct ServeArgs {
     /// Largest request body in bytes [default: 2097152].
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     body_limit: Option<String>,
+    /// Connections kept open at once; beyond, a JSON 503 [default: half the open-file limit].
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    max_connections: Option<String>,
+    /// Seconds a client has to send a request's headers (also idle between requests)
+    /// [default: 10].
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    header_timeout: Option<String>,
+    /// Seconds a client has to send a request's body [default: 30].
+    #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
+    body_timeout: Option<String>,
     /// Seconds an idle persistent sandbox lives [default: 600].
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     sandbox_ttl: Option<String>,
@@ -458,6 +468,24 @@ fn serve(args: ServeArgs) -> Result<u8> {
         default_sandbox,
         pool: whole_number("--pool", args.pool.as_ref(), 0, 0..=256)? as usize,
         preload,
+        max_connections: args
+            .max_connections
+            .as_ref()
+            .map(|n| whole_number("--max-connections", Some(n), 0, 1..=1_000_000))
+            .transpose()?
+            .map(|n| n as usize),
+        header_timeout: Duration::from_secs(whole_number(
+            "--header-timeout",
+            args.header_timeout.as_ref(),
+            10,
+            1..=3600,
+        )?),
+        body_timeout: Duration::from_secs(whole_number(
+            "--body-timeout",
+            args.body_timeout.as_ref(),
+            30,
+            1..=3600,
+        )?),
     };
     serve(config, |addr| {
         println!("code-exec: listening on http://{addr}");

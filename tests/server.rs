@@ -5,7 +5,7 @@
 #[macro_use]
 mod common;
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -770,4 +770,122 @@ native_test!(metrics_outcomes_cannot_be_forged_by_class_names, {
             "{name} became a label:\n{metrics}"
         );
     }
+});
+
+// Slowloris: half-sent requests (headers never finished, or a body never finished), more of
+// them than the server has file descriptors, must neither hold the server nor keep their
+// connections: beyond the connection cap they get a JSON 503 at once, the others are closed
+// when their header or body read times out, and an authenticated request is then served.
+// Before, every fd stayed held, the authenticated request timed out and no slow connection
+// was closed.
+native_test!(half_sent_requests_cannot_starve_the_server, {
+    let token = "slowloris-token-0123456789";
+    let server = Server::start_with_fd_limit(
+        256,
+        &["--header-timeout", "1", "--body-timeout", "1"],
+        &[("CODE_EXEC_TOKEN", token)],
+    );
+    let mut slow = Vec::new();
+    for i in 0..400 {
+        let Ok(mut stream) = TcpStream::connect(server.addr) else {
+            continue;
+        };
+        stream
+            .set_read_timeout(Some(Duration::from_secs(15)))
+            .unwrap();
+        let half = if i % 2 == 0 {
+            "POST /v1/execute HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n".to_string()
+        } else {
+            format!(
+                "POST /v1/execute HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{{\"code\":"
+            )
+        };
+        let _ = stream.write_all(half.as_bytes());
+        slow.push(stream);
+    }
+    assert!(slow.len() > 256, "only {} connections opened", slow.len());
+    // Every slow connection is answered or closed by the server, well within a few seconds.
+    let started = Instant::now();
+    let (mut refused, mut timed_out, mut closed) = (0, 0, 0);
+    for mut stream in slow {
+        let mut reply = Vec::new();
+        match stream.read_to_end(&mut reply) {
+            Ok(_) => {}
+            Err(e) => panic!(
+                "a slow connection stayed open: {e} after {:?}",
+                started.elapsed()
+            ),
+        }
+        let text = String::from_utf8_lossy(&reply);
+        if text.starts_with("HTTP/1.1 503") {
+            assert!(text.contains("{\"error\":"), "{text}");
+            refused += 1;
+        } else if text.starts_with("HTTP/1.1 408") {
+            timed_out += 1;
+        } else {
+            assert!(text.is_empty(), "{text}");
+            closed += 1;
+        }
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(12),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(refused > 0, "no connection was refused beyond the cap");
+    assert!(timed_out + closed > 0);
+    // The server is free again: an authenticated request is served.
+    let r = http(
+        server.addr,
+        "POST",
+        "/v1/execute",
+        &[("Authorization", &format!("Bearer {token}"))],
+        Some(&json!({"code": "print(1)"}).to_string()),
+    );
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.json()["output"], "1\n");
+});
+
+// DELETE of a sandbox while an execution runs in it ends that execution at once (whatever
+// limits the host gives: as uid 65534 there is no cgroup), and the execution's answer says
+// `cancelled`. Before, DELETE returned at once and the code ran on until its timeout.
+native_test!(deleting_a_sandbox_cancels_its_running_execution, {
+    let server = Server::start(&[], &[]);
+    let created = server.call(
+        "POST",
+        "/v1/sandboxes",
+        Some(&json!({"limits": {"timeout_s": 60}})),
+    );
+    assert_eq!(created.status, 201, "{created:?}");
+    let id = created.json()["id"].as_str().unwrap().to_owned();
+    let tag = marker("delete_running");
+    let code = format!(
+        "import subprocess, time\nsubprocess.Popen(['{tag}', '300'], executable='/bin/sleep')\nwhile True: time.sleep(0.01)"
+    );
+    std::thread::scope(|s| {
+        let running = s.spawn(|| {
+            server.call(
+                "POST",
+                &format!("/v1/sandboxes/{id}/execute"),
+                Some(&json!({"code": code})),
+            )
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while processes_with(&tag).is_empty() {
+            assert!(Instant::now() < deadline, "the code never started");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let asked = Instant::now();
+        let deleted = server.call("DELETE", &format!("/v1/sandboxes/{id}"), None);
+        assert_eq!(deleted.status, 204, "{deleted:?}");
+        let r = running.join().unwrap();
+        assert!(
+            asked.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            asked.elapsed()
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        assert_eq!(r.json()["verdict"], "cancelled", "{r:?}");
+    });
+    assert_no_survivors(&tag);
 });

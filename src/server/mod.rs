@@ -5,6 +5,7 @@
 //! may block on a backend run on blocking threads; the async side only routes and waits.
 //! Runs in the host process.
 
+mod listener;
 mod metrics;
 mod openapi;
 pub mod request;
@@ -55,6 +56,13 @@ pub struct ServerConfig {
     pub pool: usize,
     /// Modules the pooled sandboxes import before waiting for code.
     pub preload: Vec<String>,
+    /// Connections kept open at once (beyond: a JSON 503); `None`: half the open-file limit
+    /// (raised to its hard limit at start), between 16 and 4096.
+    pub max_connections: Option<usize>,
+    /// A client must send a request's headers within this time (also when idle between
+    /// requests), and its body within `body_timeout`; else the connection is closed (408).
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Error)]
@@ -509,13 +517,18 @@ async fn not_found() -> ApiError {
 /// before any of it is read (a body without a length is cut off by the extractor's limit as
 /// it is read); then the bearer token is checked on every route but `/healthz` (401).
 async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Response {
+    let response = gate_request(&state, request, next).await;
+    state.metrics.answered(response.status());
+    response
+}
+
+async fn gate_request(state: &Shared, request: Request, next: Next) -> Response {
     let declared = request
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.config.body_limit as u64) {
-        state.metrics.answered(StatusCode::PAYLOAD_TOO_LARGE);
         return too_large().into_response();
     }
     let needs_token = request.uri().path() != "/healthz";
@@ -538,9 +551,41 @@ async fn gate(State(state): State<Shared>, request: Request, next: Next) -> Resp
             return response;
         }
     }
-    let response = next.run(request).await;
-    state.metrics.answered(response.status());
-    response
+    // The whole body arrives within the body timeout, or the request ends here.
+    let (parts, body) = request.into_parts();
+    let limit = state.config.body_limit;
+    let bytes = match tokio::time::timeout(
+        state.config.body_timeout,
+        axum::body::to_bytes(body, limit + 1),
+    )
+    .await
+    {
+        Ok(Ok(bytes)) if bytes.len() <= limit => bytes,
+        Ok(Ok(_)) => return too_large().into_response(),
+        Ok(Err(_)) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "the request body could not be read",
+            )
+            .into_response();
+        }
+        Err(_) => {
+            let mut response = ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                format!(
+                    "the request body did not arrive within {} s (--body-timeout)",
+                    state.config.body_timeout.as_secs_f64()
+                ),
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -623,6 +668,15 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
         .thread_name("code-exec-serve")
         .build()
         .map_err(ServerError::Runtime)?;
+    // One descriptor per connection: take what the hard limit allows, and keep half of it
+    // for connections unless told otherwise.
+    let open_files = crate::sys::raise_open_file_limit().unwrap_or(1024);
+    let limits = listener::ConnectionLimits {
+        max_connections: config
+            .max_connections
+            .unwrap_or_else(|| (open_files / 2).clamp(16, 4096) as usize),
+        header_timeout: config.header_timeout,
+    };
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
@@ -659,9 +713,7 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
                 }
             }
         };
-        let served = axum::serve(listener, router(Arc::clone(&state)))
-            .with_graceful_shutdown(on_signal)
-            .await;
+        listener::serve(listener, router(Arc::clone(&state)), limits, on_signal).await;
         expiry.abort();
         let sandboxes: Vec<Arc<LiveSandbox>> =
             lock(&state.sandboxes).drain().map(|(_, s)| s).collect();
@@ -674,6 +726,6 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
             drop(tools);
         })
         .await;
-        served.map_err(ServerError::Serve)
+        Ok(())
     })
 }

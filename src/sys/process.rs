@@ -162,6 +162,28 @@ pub fn lower_rlimit(resource: libc::__rlimit_resource_t, value: u64) -> io::Resu
     Ok(())
 }
 
+/// Raises the soft limit on open files to the hard limit (a server holds one per connection);
+/// returns the limit now in force.
+pub fn raise_open_file_limit() -> io::Result<u64> {
+    let mut current = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the rlimit we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut current) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let wanted = libc::rlimit {
+        rlim_cur: current.rlim_max,
+        rlim_max: current.rlim_max,
+    };
+    // SAFETY: setrlimit reads the rlimit we own.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &wanted) } < 0 {
+        return Ok(current.rlim_cur);
+    }
+    Ok(wanted.rlim_cur)
+}
+
 /// Makes this process the reaper of every orphaned descendant, so that processes which
 /// double-fork or call `setsid` stay visible (and killable) as our children.
 pub fn become_child_subreaper() -> io::Result<()> {

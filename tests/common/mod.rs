@@ -521,7 +521,21 @@ pub struct Server {
 
 impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(bin())
+        Server::spawn(Command::new(bin()), args, env)
+    }
+
+    /// The same with the server's open-file limit (soft and hard) set to `fds`.
+    pub fn start_with_fd_limit(fds: u32, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut command = Command::new("prlimit");
+        command
+            .arg(format!("--nofile={fds}:{fds}"))
+            .arg("--")
+            .arg(bin());
+        Server::spawn(command, args, env)
+    }
+
+    fn spawn(mut command: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command
             .args(["serve", "--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
