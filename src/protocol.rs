@@ -534,6 +534,60 @@ mod tests {
         }
     }
 
+    mod fuzz_report {
+        use super::super::report::{self, RunnerReport};
+        use proptest::prelude::*;
+
+        fn frame(kind: u8, name: &str, message: &str) -> Vec<u8> {
+            let payload = format!("{name}\0{}\0{}\0{message}", 0, 0);
+            let mut bytes = vec![kind];
+            bytes.extend(format!("{}\n", payload.len()).into_bytes());
+            bytes.extend(payload.into_bytes());
+            bytes
+        }
+
+        proptest! {
+            // Whatever the code writes after the start marker, the report never says that
+            // nothing ran, and parsing never panics.
+            #[test]
+            fn fuzz_nothing_after_the_start_marker_says_syntax(junk in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let mut bytes = b"S".to_vec();
+                bytes.extend(&junk);
+                prop_assert!(matches!(RunnerReport::parse(&bytes), RunnerReport::Started(_)));
+                let mut pooled = b"RS".to_vec();
+                pooled.extend(&junk);
+                prop_assert!(matches!(RunnerReport::parse(&pooled), RunnerReport::Started(_)));
+            }
+
+            #[test]
+            fn fuzz_any_bytes_parse(bytes in proptest::collection::vec(any::<u8>(), 0..4096)) {
+                let _ = RunnerReport::parse(&bytes);
+            }
+
+            // The runner's own last frame is found behind any junk that cannot itself hold a
+            // frame header (no newline): junk with frames in it can swallow it, which only
+            // hides the code's own exception text.
+            #[test]
+            fn fuzz_the_last_frame_is_found_behind_junk(
+                junk in proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..2048),
+                name in "[A-Za-z_][A-Za-z0-9_.]{0,40}",
+                message in any::<String>(),
+            ) {
+                let mut bytes = b"S".to_vec();
+                bytes.extend(&junk);
+                bytes.extend(frame(report::EXCEPTION, &name, &message));
+                match RunnerReport::parse(&bytes) {
+                    RunnerReport::Started(Some((kind, f))) => {
+                        prop_assert_eq!(kind, report::EXCEPTION);
+                        prop_assert_eq!(f.name, name);
+                        prop_assert_eq!(f.message, message);
+                    }
+                    other => prop_assert!(false, "{:?}", other),
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_report_says_syntax_only_before_the_code_starts() {
         use report::{Frame, RunnerReport};

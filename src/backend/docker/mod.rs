@@ -479,6 +479,26 @@ mod tests {
         );
     }
 
+    mod fuzz_frames {
+        use proptest::prelude::*;
+
+        proptest! {
+            // The code writes anything to stderr: no panic, and a frame under another nonce
+            // is never taken.
+            #[test]
+            fn fuzz_stderr_never_yields_a_frame_of_another_nonce(
+                junk in proptest::collection::vec(any::<u8>(), 0..4096),
+                fields in "[a-z_]{1,10}=[0-9a-f]{0,16}( [a-z_]{1,10}=[0-9a-f]{0,16}){0,6}",
+            ) {
+                let mut stderr = junk.clone();
+                stderr.extend(format!("\x1eCODE-EXEC forged {fields}\x1e").into_bytes());
+                prop_assert!(super::super::take_frame(&mut stderr, "realnonce").is_none());
+                let mut raw = junk;
+                let _ = super::super::take_frame(&mut raw, "realnonce");
+            }
+        }
+    }
+
     #[test]
     fn decodes_hex() {
         assert_eq!(from_hex("00ff10"), Some(vec![0, 255, 16]));
