@@ -44,7 +44,7 @@ enum Command {
     /// Say what this host supports and which backends and limits work here.
     Doctor(DoctorArgs),
     /// Serve the HTTP JSON API (token from CODE_EXEC_TOKEN or --token-file).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
 }
 
 #[derive(Args)]
@@ -74,6 +74,12 @@ struct ServeArgs {
     /// Seconds a client has to send a request's body [default: 30].
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     body_timeout: Option<String>,
+    /// Largest JSON of one result; the code's streams are cut to fit [default: 67108864].
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    max_response_bytes: Option<String>,
+    /// Bytes all results being sent at once may take [default: 536870912].
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
+    response_memory: Option<String>,
     /// Seconds an idle persistent sandbox lives [default: 600].
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     sandbox_ttl: Option<String>,
@@ -195,7 +201,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Check(args) => check(args),
         Command::Doctor(args) => doctor(args),
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
     };
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -442,6 +448,23 @@ fn serve(args: ServeArgs) -> Result<u8> {
     if !preload.is_empty() && args.pool.is_none() {
         bail!("--preload needs --pool N");
     }
+    let max_response_bytes = whole_number(
+        "--max-response-bytes",
+        args.max_response_bytes.as_ref(),
+        64 << 20,
+        1 << 16..=1 << 30,
+    )? as usize;
+    let response_memory = whole_number(
+        "--response-memory",
+        args.response_memory.as_ref(),
+        (512u64 << 20).max(max_response_bytes as u64),
+        1 << 16..=1 << 40,
+    )? as usize;
+    if response_memory < max_response_bytes {
+        bail!(
+            "--response-memory ({response_memory}) must be at least --max-response-bytes ({max_response_bytes})"
+        );
+    }
     let config = ServerConfig {
         listen,
         token,
@@ -486,6 +509,8 @@ fn serve(args: ServeArgs) -> Result<u8> {
             30,
             1..=3600,
         )?),
+        max_response_bytes,
+        response_memory,
     };
     serve(config, |addr| {
         println!("code-exec: listening on http://{addr}");

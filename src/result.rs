@@ -243,6 +243,20 @@ impl ExecutionResult {
         self.error = error;
     }
 
+    /// A copy with empty `output` and `stderr` (cheap however large the streams are).
+    pub fn clone_without_streams(&self) -> ExecutionResult {
+        ExecutionResult {
+            output: String::new(),
+            stderr: String::new(),
+            error: self.error.clone(),
+            error_type: self.error_type.clone(),
+            signal: self.signal.clone(),
+            backend: self.backend.clone(),
+            monitoring: self.monitoring.clone(),
+            ..*self
+        }
+    }
+
     pub fn is_sandbox_error(&self) -> bool {
         self.error_type == Some(ErrorType::SandboxError)
     }

@@ -889,3 +889,41 @@ native_test!(deleting_a_sandbox_cancels_its_running_execution, {
     });
     assert_no_survivors(&tag);
 });
+
+// Output amplification: two streams of control bytes escape to six times their size in JSON.
+// A response may cost at most --max-response-bytes (its streams are cut to fit, `truncated`
+// says so) and the server's memory stays bounded. Before, 2 × 4 MiB of control bytes became a
+// ~48 MiB response and the server's resident set grew by more than that.
+native_test!(a_response_cannot_amplify_control_bytes_without_bound, {
+    let server = Server::start(&["--max-response-bytes", "2097152"], &[]);
+    let rss_kb = |pid: u32| -> u64 {
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let warm = execute(&server, json!({"code": "print(1)"}));
+    assert_eq!(warm.status, 200);
+    let before = rss_kb(server.pid());
+    let code = "import os\nos.write(1, b'\\x01' * (4 << 20))\nos.write(2, b'\\x02' * (4 << 20))";
+    let r = execute(
+        &server,
+        json!({"code": code, "limits": {"max_output_bytes": 8 << 20}}),
+    );
+    assert_eq!(r.status, 200, "{}", &r.body[..r.body.len().min(300)]);
+    assert!(r.body.len() <= 2 << 20, "a {} byte response", r.body.len());
+    let v = r.json();
+    assert_eq!(v["verdict"], "ok", "{}", &r.body[..300]);
+    assert_eq!(v["truncated"], true);
+    assert!(
+        v["output"].as_str().unwrap().len() > 100_000,
+        "the cut keeps what fits"
+    );
+    let grown_mb = (rss_kb(server.pid()) - before) / 1024;
+    assert!(
+        grown_mb < 40,
+        "the server grew by {grown_mb} MB for one response"
+    );
+});

@@ -9,6 +9,7 @@ mod listener;
 mod metrics;
 mod openapi;
 pub mod request;
+mod response;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -63,6 +64,10 @@ pub struct ServerConfig {
     /// requests), and its body within `body_timeout`; else the connection is closed (408).
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// The JSON of one result response is at most this many bytes (streams cut to fit), and
+    /// all responses being sent at once share `response_memory` bytes.
+    pub max_response_bytes: usize,
+    pub response_memory: usize,
 }
 
 #[derive(Debug, Error)]
@@ -170,6 +175,7 @@ struct AppState {
     running: Mutex<HashMap<u64, Cancel>>,
     next_run: AtomicUsize,
     metrics: Metrics,
+    responses: response::ResponseBudget,
 }
 
 type Shared = Arc<AppState>;
@@ -317,9 +323,12 @@ fn body(bytes: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
     })
 }
 
-fn result_response(result: Result<ExecutionResult, ExecuteError>) -> Result<Response, ApiError> {
+async fn result_response(
+    state: &Shared,
+    result: Result<ExecutionResult, ExecuteError>,
+) -> Result<Response, ApiError> {
     match result {
-        Ok(result) => Ok((StatusCode::OK, axum::Json(result)).into_response()),
+        Ok(result) => Ok(state.responses.respond(result).await),
         Err(e @ ExecuteError::CodeTooLarge { .. }) => {
             Err(ApiError::new(StatusCode::BAD_REQUEST, format!("code: {e}")))
         }
@@ -349,7 +358,7 @@ async fn execute(
     .await?;
     guard.finished();
     state.metrics.executed(&result, started.elapsed());
-    result_response(result)
+    result_response(&state, result).await
 }
 
 async fn create_sandbox(
@@ -414,7 +423,7 @@ async fn sandbox_execute(
     .await?;
     guard.finished();
     state.metrics.executed(&result, started.elapsed());
-    result_response(result)
+    result_response(&state, result).await
 }
 
 async fn sandbox_usage(
@@ -687,13 +696,17 @@ pub fn serve(config: ServerConfig, ready: impl FnOnce(SocketAddr)) -> Result<(),
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let state: Shared = Arc::new(AppState {
             permits: Arc::new(Semaphore::new(config.max_concurrency)),
-            config,
             tools: Mutex::new(HashMap::new()),
             waiting: AtomicUsize::new(0),
             sandboxes: Mutex::new(HashMap::new()),
             running: Mutex::new(HashMap::new()),
             next_run: AtomicUsize::new(0),
             metrics: Metrics::default(),
+            responses: response::ResponseBudget::new(response::ResponseLimits {
+                max_response_bytes: config.max_response_bytes,
+                response_memory: config.response_memory,
+            }),
+            config,
         });
         let expiry = tokio::spawn(expire_idle(Arc::clone(&state)));
         // The warm pool starts filling before the first request.
