@@ -390,7 +390,12 @@ impl Engine {
             // The wrapper's own two (it starts as root, forks the code's process, which drops
             // to the sandbox user and so loses them); nothing of the code's has any.
             cap_add: Some(vec!["SETUID".into(), "SETGID".into()]),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            // Our own seccomp profile: the native sandbox's allowlist (Docker's default lets
+            // ptrace, io_uring and every socket family through, vsock among them).
+            security_opt: Some(vec![
+                "no-new-privileges".into(),
+                format!("seccomp={}", crate::sandbox::seccomp::docker_profile()),
+            ]),
             init: Some(true),
             log_config: Some(HostConfigLogConfig {
                 typ: Some("none".into()),

@@ -7,6 +7,9 @@
 
 mod bpf;
 mod policy;
+mod profile;
+
+pub(crate) use profile::docker_profile;
 
 use seccompiler::{BpfProgram, SeccompAction, SeccompFilter};
 

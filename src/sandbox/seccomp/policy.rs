@@ -17,12 +17,23 @@ pub(super) const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 /// Socket families code may open: local sockets and IP (which only reaches loopback inside).
 pub(super) const SOCKET_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
 
-/// System calls allowed without conditions. Everything absent is refused with EPERM: among
-/// them every namespace, mount, module, kexec, reboot, swap, keyring, bpf, perf, ptrace,
-/// process_vm, userfaultfd, io_uring, handle-based open, clock-setting, hostname and
-/// personality call.
-#[cfg(target_arch = "x86_64")]
-pub(super) const ALLOWED: &[libc::c_long] = &[
+/// Declares [`ALLOWED`] and [`ALLOWED_NAMES`] from one list (the names are what a Docker
+/// seccomp profile speaks).
+macro_rules! allowed_syscalls {
+    ($($syscall:path),* $(,)?) => {
+        #[cfg(target_arch = "x86_64")]
+        pub(super) const ALLOWED: &[libc::c_long] = &[$($syscall),*];
+        /// `ALLOWED`'s names, in the same order (`libc::SYS_read` → `read`).
+        #[cfg(target_arch = "x86_64")]
+        pub(super) const ALLOWED_NAMES: &[&str] = &[$(stringify!($syscall)),*];
+    };
+}
+
+// System calls allowed without conditions. Everything absent is refused with EPERM: among
+// them every namespace, mount, module, kexec, reboot, swap, keyring, bpf, perf, ptrace,
+// process_vm, userfaultfd, io_uring, handle-based open, clock-setting, hostname and
+// personality call.
+allowed_syscalls![
     libc::SYS_read,
     libc::SYS_write,
     libc::SYS_open,
