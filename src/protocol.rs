@@ -34,6 +34,9 @@ pub(crate) mod fds {
     pub(crate) const CONFIG: RawFd = 6;
     /// The zygote's end of its `SOCK_SEQPACKET` socket (the zygote only).
     pub(crate) const ZYGOTE_SOCKET: RawFd = 3;
+    /// The sealed copy of the binary a hidden-mode process is exec'd from (`/proc/self/fd/7`,
+    /// so that its `/proc/self/exe` names no host file); the process closes it at start.
+    pub(crate) const EXEC: RawFd = 7;
     /// The fds of one run as the zygote receives them, in this order, and where its helper
     /// finds them.
     pub(crate) const RUN: [RawFd; 6] = [0, 1, 2, REPORT, STATUS, CONTROL];

@@ -357,3 +357,75 @@ native_test!(nothing_of_the_sandbox_runs_when_the_result_arrives, {
         assert!(alive.is_empty(), "{mode:?}: alive at the result: {alive:?}");
     }
 });
+
+// A run forked from the zygote sees the zygote's /proc/self/exe. It must not be the host's
+// code-exec file: in a per-user install (the tool runs as its binary's owner, as CI's uid 65534
+// pass does with its own copy) the code could chmod it, change its times and its extended
+// attributes through that link. Before, it was the host's file, and the chmod went through.
+#[test]
+fn the_code_cannot_reach_the_hosts_binary_through_proc_self_exe() {
+    let _one = serialized();
+    // The tool's own copy of its binary, owned by whoever runs the test (a per-user install).
+    let install = tempfile::tempdir().unwrap();
+    let binary = install.path().join("code-exec");
+    std::fs::copy(bin(), &binary).unwrap();
+    let tool = CodeExecutionTool::builder()
+        .supervisor(&binary)
+        .zygote(ZygoteMode::Auto)
+        .build()
+        .expect("native tool");
+    if !zygote_or_skip(
+        &tool,
+        "the_code_cannot_reach_the_hosts_binary_through_proc_self_exe",
+    ) {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let before = std::fs::metadata(&binary).unwrap();
+    let code = r#"import os
+st = os.stat('/proc/self/exe')
+print(st.st_dev, st.st_ino)
+for name, attempt in [("chmod", lambda: os.chmod('/proc/self/exe', 0o777)),
+                      ("utime", lambda: os.utime('/proc/self/exe', (0, 0))),
+                      ("setxattr", lambda: os.setxattr('/proc/self/exe', 'user.pwned', b'1'))]:
+    try:
+        attempt()
+        print(name, "done")
+    except OSError as e:
+        print(name, "refused")
+"#;
+    let r = tool.execute(code).unwrap();
+    assert!(r.success, "{r:?}");
+    let mut lines = r.output.lines();
+    let identity = lines.next().unwrap().to_owned();
+    assert_ne!(
+        identity,
+        format!("{} {}", before.dev(), before.ino()),
+        "/proc/self/exe is the host's binary: {}",
+        r.output
+    );
+    let after = std::fs::metadata(&binary).unwrap();
+    assert_eq!(after.mode(), before.mode(), "{}", r.output);
+    assert_eq!(after.mtime(), before.mtime(), "{}", r.output);
+    assert!(xattr_absent(&binary), "{}", r.output);
+}
+
+fn xattr_absent(path: &std::path::Path) -> bool {
+    let out = std::process::Command::new("getfattr")
+        .args(["-n", "user.pwned"])
+        .arg(path)
+        .output();
+    match out {
+        Ok(out) => !out.status.success(),
+        // No getfattr: look at the raw list through Python instead.
+        Err(_) => std::process::Command::new("/usr/bin/python3")
+            .args([
+                "-c",
+                "import os, sys; sys.exit('user.pwned' in os.listxattr(sys.argv[1]))",
+            ])
+            .arg(path)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false),
+    }
+}

@@ -160,10 +160,39 @@ impl HiddenModeCommand {
         placed: &[(BorrowedFd<'_>, RawFd)],
         config_json: &str,
     ) -> std::io::Result<HiddenModeCommand> {
+        Self::build(Command::new(program), None, mode, placed, config_json)
+    }
+
+    /// The same, exec'd from `sealed` (a [`sys::memfd::sealed_copy`] of the binary) placed at
+    /// [`fds::EXEC`]: the process's `/proc/self/exe` then names no host file.
+    pub(crate) fn from_sealed_copy(
+        sealed: BorrowedFd<'_>,
+        mode: HiddenMode,
+        placed: &[(BorrowedFd<'_>, RawFd)],
+        config_json: &str,
+    ) -> std::io::Result<HiddenModeCommand> {
+        let program = format!("/proc/self/fd/{}", fds::EXEC);
+        Self::build(
+            Command::new(program),
+            Some(sealed),
+            mode,
+            placed,
+            config_json,
+        )
+    }
+
+    fn build(
+        mut command: Command,
+        sealed: Option<BorrowedFd<'_>>,
+        mode: HiddenMode,
+        placed: &[(BorrowedFd<'_>, RawFd)],
+        config_json: &str,
+    ) -> std::io::Result<HiddenModeCommand> {
         // Sources sit above every target number, so moving them cannot clobber each other.
-        let mut sources = Vec::with_capacity(placed.len() + 1);
-        let mut moves = Vec::with_capacity(placed.len() + 1);
-        for &(fd, target) in placed {
+        let mut sources = Vec::with_capacity(placed.len() + 2);
+        let mut moves = Vec::with_capacity(placed.len() + 2);
+        let sealed = sealed.map(|fd| (fd, fds::EXEC));
+        for &(fd, target) in placed.iter().chain(sealed.iter()) {
             let high = sys::dup_at_least(fd, fds::HIGH)?;
             moves.push((high.as_raw_fd(), target));
             sources.push(high);
@@ -171,11 +200,15 @@ impl HiddenModeCommand {
         let config = protocol::config_fd(config_json)?;
         moves.push((config.as_raw_fd(), fds::CONFIG));
         sources.push(config);
-        let mut command = Command::new(program);
+        let first_closed = if sealed.is_some() {
+            fds::EXEC + 1
+        } else {
+            fds::CONFIG + 1
+        };
         command.arg(mode.arg()).env_clear();
         ChildSetup {
             fds: moves,
-            close_from: Some((fds::CONFIG + 1) as u32),
+            close_from: Some(first_closed as u32),
             rlimits: Vec::new(),
             new_process_group: true,
         }

@@ -41,6 +41,9 @@ fn prepare_source() -> String {
 
 /// Entry point of `code-exec __zygote`.
 pub(crate) fn main(config_json: &str) -> i32 {
+    // The sealed copy this process was exec'd from has served: nothing of the runs gets it.
+    // SAFETY: fd 7 was placed by the host only to exec this process; nothing here owns it.
+    unsafe { sys::close_fd(fds::EXEC) };
     // SAFETY: fd 3 was placed by the host for this process alone; nothing else takes it.
     let Ok(socket) = (unsafe { sys::take_inherited_fd(fds::ZYGOTE_SOCKET) }) else {
         return exit_code::NO_STATUS_CHANNEL;

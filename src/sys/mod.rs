@@ -7,6 +7,7 @@ pub mod embed;
 pub mod fdpass;
 pub mod isolation;
 mod kill;
+pub mod memfd;
 pub mod mount;
 mod process;
 mod remove;

@@ -3,10 +3,11 @@
 //! the zygote, starting it, asking it to fork a run's helper, and ending it with the tool.
 //! Runs in the host process.
 
+use std::collections::HashMap;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use thiserror::Error;
 
@@ -54,6 +55,18 @@ pub(super) struct Zygote {
     site_in_zygote: bool,
 }
 
+/// One sealed copy of each helper binary per host process, shared by its zygotes.
+fn sealed_copy_of(helper: &Path) -> std::io::Result<Arc<OwnedFd>> {
+    static COPIES: OnceLock<Mutex<HashMap<PathBuf, Arc<OwnedFd>>>> = OnceLock::new();
+    let mut copies = lock(COPIES.get_or_init(Default::default));
+    if let Some(copy) = copies.get(helper) {
+        return Ok(Arc::clone(copy));
+    }
+    let copy = Arc::new(sys::memfd::sealed_copy(helper)?);
+    copies.insert(helper.to_owned(), Arc::clone(&copy));
+    Ok(copy)
+}
+
 impl Zygote {
     /// Starts a zygote for `interpreter`; an error says why this host cannot have one (no
     /// shared libpython of the same release, for instance), and runs then start cold.
@@ -73,8 +86,15 @@ impl Zygote {
         let json = serde_json::to_string(&config).map_err(ZygoteError::Config)?;
         let (host_end, zygote_end) = fdpass::seqpacket_pair().map_err(ZygoteError::Channel)?;
         let placed = [(zygote_end.as_fd(), fds::ZYGOTE_SOCKET)];
-        let mut hidden = HiddenModeCommand::new(helper, HiddenMode::Zygote, &placed, &json)
-            .map_err(ZygoteError::Channel)?;
+        // Code forked from the zygote sees the zygote's /proc/self/exe: a sealed copy, never
+        // the host's binary (which a per-user install's code could chmod through it).
+        let sealed = sealed_copy_of(helper).map_err(|source| ZygoteError::Spawn {
+            program: helper.to_owned(),
+            source,
+        })?;
+        let mut hidden =
+            HiddenModeCommand::from_sealed_copy(sealed.as_fd(), HiddenMode::Zygote, &placed, &json)
+                .map_err(ZygoteError::Channel)?;
         hidden
             .command
             .envs(config.env.iter().map(|(k, v)| (k, v)))
