@@ -113,7 +113,9 @@ pub fn diagnose(supervisor: Option<&std::path::Path>) -> Report {
             enforced_by: if cgroups.is_ok() {
                 format!("{cgroup_name} (whole sandbox, swap off, OOM verdict)")
             } else {
-                "RLIMIT_DATA per process (fallback: no cgroup)".into()
+                "RLIMIT_DATA per process (fallback: no cgroup); kernel memory (socket buffers, \
+                 page tables) is bounded by nothing"
+                    .into()
             },
         },
         LimitSupport {
@@ -141,6 +143,17 @@ pub fn diagnose(supervisor: Option<&std::path::Path>) -> Report {
         LimitSupport {
             limit: "max_output_bytes",
             enforced_by: "host-side, per stream".into(),
+        },
+        LimitSupport {
+            limit: "/tmp, /work",
+            enforced_by: if root {
+                "size- and inode-limited tmpfs (a persistent sandbox's /work mounted on the host)"
+                    .into()
+            } else {
+                "size- and inode-limited tmpfs (a persistent sandbox's /work held in a user \
+                 and mount namespace of its own)"
+                    .into()
+            },
         },
     ];
     Report {

@@ -54,13 +54,16 @@ pub(crate) enum HiddenMode {
     Sandbox,
     /// The zygote native runs fork from.
     Zygote,
+    /// The holder of an unprivileged persistent sandbox's `/work` (see `process/work_holder.rs`).
+    WorkHolder,
 }
 
 impl HiddenMode {
-    pub(crate) const ALL: [HiddenMode; 3] = [
+    pub(crate) const ALL: [HiddenMode; 4] = [
         HiddenMode::Supervise,
         HiddenMode::Sandbox,
         HiddenMode::Zygote,
+        HiddenMode::WorkHolder,
     ];
 
     /// The first argument that selects this mode.
@@ -69,6 +72,7 @@ impl HiddenMode {
             HiddenMode::Supervise => "__supervise",
             HiddenMode::Sandbox => "__sandbox",
             HiddenMode::Zygote => "__zygote",
+            HiddenMode::WorkHolder => "__work_holder",
         }
     }
 
@@ -141,8 +145,34 @@ pub(crate) struct SandboxConfig {
     pub(crate) work_bytes: u64,
     /// A host directory to use as `/work` (a persistent sandbox's), instead of a fresh tmpfs.
     pub(crate) work_dir: Option<PathBuf>,
+    /// The process holding that directory's tmpfs in namespaces of its own (an unprivileged
+    /// persistent sandbox): the helper enters them first, and `outside_uid`/`outside_gid`
+    /// are then ids of that user namespace.
+    pub(crate) work_holder: Option<WorkHolderRef>,
     pub(crate) sample_interval_ms: Option<u64>,
 }
+
+/// One live work holder: its pid and start time (a recycled pid is refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct WorkHolderRef {
+    pub(crate) pid: u32,
+    pub(crate) start_ticks: u64,
+}
+
+/// The work holder's config (host → holder, on fd 6). It says [`WORK_HOLDER_READY`] on
+/// [`fds::STATUS`] once the tmpfs is mounted and lives until [`fds::CONTROL`] ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct WorkHolderConfig {
+    pub(crate) work_dir: PathBuf,
+    /// Size of the tmpfs.
+    pub(crate) bytes: u64,
+    /// The host ids the holder's user namespace maps its root to (the caller's own).
+    pub(crate) outside_uid: u32,
+    pub(crate) outside_gid: u32,
+}
+
+/// holder → host, on its status channel: `/work` is mounted.
+pub(crate) const WORK_HOLDER_READY: &[u8; 1] = b"W";
 
 /// The zygote's config (host → zygote, on fd 6).
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -729,7 +729,7 @@ fn doctor_reports_the_host_in_words_and_json() {
         docker["detail"].as_str().unwrap().contains("start Docker"),
         "{docker}"
     );
-    assert_eq!(report["native_limits"].as_array().unwrap().len(), 5);
+    assert_eq!(report["native_limits"].as_array().unwrap().len(), 6);
     let text = code_exec(&["doctor"]);
     assert!(
         text.stdout.contains("Backends\n") && text.stdout.contains("native"),

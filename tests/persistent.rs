@@ -324,3 +324,71 @@ fn cleanup_ends_a_running_execution_which_reports_cancelled() {
         "{after:?}"
     );
 }
+
+// A persistent sandbox's /work is bounded in total, not only per file: as uid 65534 (no
+// mount on the host) it was a plain host directory, and many files each under the per-file
+// cap put hundreds of MB on the host's disk under a 64 MB limit. Now it is a tmpfs of the
+// memory limit's size wherever it lives (mounted on the host by root, held in a namespace of
+// the sandbox's own otherwise), and nothing of it lands on the host's disk.
+#[test]
+fn a_persistent_work_directory_is_bounded_in_total() {
+    let _serial = serial();
+    let Some(sb) = sandbox(64) else { return };
+    let before = own_run_dirs();
+    let code = "import os\ntry:\n    for i in range(40):\n        with open('/work/f%d' % i, 'wb') as f:\n            f.write(b'x' * (5 << 20))\nexcept OSError as e:\n    print('stopped', e.errno)";
+    let r = sb.execute(code).unwrap();
+    // Either the tmpfs is full (ENOSPC) or, with a cgroup, its pages (charged to the
+    // sandbox's memory) reached the memory limit first.
+    assert!(
+        r.output.contains("stopped 28") || r.error_type == Some(ErrorType::MemoryLimit),
+        "{r:?}"
+    );
+    // What persists for the next execution is within the limit.
+    let r = sb
+        .execute("import os\nprint(sum(os.path.getsize('/work/' + f) for f in os.listdir('/work')) >> 20)")
+        .unwrap();
+    let kept: u64 = r.output.trim().parse().unwrap_or_else(|_| panic!("{r:?}"));
+    assert!(
+        kept > 0 && kept <= 64,
+        "{kept} MB kept in /work under a 64 MB limit"
+    );
+    // None of it is on the host's disk: the host sees either nothing (a namespace of the
+    // sandbox holds the tmpfs) or a tmpfs mount (root).
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    for dir in own_run_dirs().iter().filter(|d| !before.contains(*d)) {
+        let work = dir.join("work");
+        let host_tmpfs = mounts.lines().any(|l| {
+            l.split(' ').nth(4) == Some(work.to_str().unwrap()) && l.contains(" - tmpfs ")
+        });
+        let on_disk = disk_usage(&work);
+        assert!(
+            host_tmpfs || on_disk == 0,
+            "{on_disk} bytes of /work landed on the host's disk at {work:?}"
+        );
+    }
+    // Whatever held the tmpfs is gone with the sandbox.
+    drop(sb);
+    assert_no_survivors("__work_holder");
+}
+
+/// Bytes of regular files below `dir` as the host sees them (not following links).
+fn disk_usage(dir: &std::path::Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_owned()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let Ok(meta) = e.path().symlink_metadata() else {
+                continue;
+            };
+            if meta.is_dir() {
+                stack.push(e.path());
+            } else if meta.is_file() {
+                total += meta.len();
+            }
+        }
+    }
+    total
+}

@@ -1,6 +1,6 @@
 //! The processes of a run other than the host caller, one file each, named for the process
 //! its code runs in, and the dispatcher that turns the `code-exec` binary into one of them
-//! (`code-exec __supervise | __sandbox | __zygote`, the config on fd 6: see
+//! (`code-exec __supervise | __sandbox | __zygote | __work_holder`, the config on fd 6: see
 //! `crate::protocol`). Nothing here imports `crate::backend`, which is the host's side.
 //!
 //! # One run, across processes, in order
@@ -42,12 +42,16 @@
 //! everything the code starts, which runs the interpreter directly, samples the tree
 //! ([`tree`]) and kills every descendant when the main process ends. Both speak the same
 //! protocol to the host.
+//!
+//! An unprivileged tool's persistent sandbox also has a [`work_holder`] (`__work_holder`):
+//! the process whose namespaces hold its `/work` tmpfs, entered by each run's helper first.
 
 pub(crate) mod code;
 pub(crate) mod init;
 pub(crate) mod sandbox_helper;
 pub(crate) mod supervisor;
 pub(crate) mod tree;
+pub(crate) mod work_holder;
 pub(crate) mod zygote;
 
 use crate::protocol::{self, HiddenMode};
@@ -67,6 +71,7 @@ pub fn run_if_requested() {
         HiddenMode::Supervise => supervisor::main(&config),
         HiddenMode::Sandbox => sandbox_helper::main(&config),
         HiddenMode::Zygote => zygote::main(&config),
+        HiddenMode::WorkHolder => work_holder::main(&config),
     };
     std::process::exit(status)
 }

@@ -77,6 +77,16 @@ fn run(
         Ok(control) => control,
         Err(message) => return fail(status, message),
     };
+    // A persistent sandbox's /work held in namespaces of its own: build the sandbox there.
+    if let Some(holder) = config.work_holder
+        && let Err(e) =
+            isolation::enter_user_and_mount_namespaces_of(holder.pid, holder.start_ticks)
+    {
+        return fail(
+            status,
+            format!("entering the work directory's namespaces: {e}"),
+        );
+    }
     let code = match read_code(config) {
         Ok(code) => code,
         Err(message) => return fail(status, message),

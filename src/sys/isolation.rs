@@ -70,6 +70,29 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     check(unsafe { libc::unshare(flags) } as libc::c_long, "unshare").map(drop)
 }
 
+/// Enters the user and mount namespaces of the process `pid`, which must be the one that
+/// started at `start_ticks` (a recycled pid is refused). The caller must be single-threaded.
+pub fn enter_user_and_mount_namespaces_of(pid: u32, start_ticks: u64) -> io::Result<()> {
+    let pidfd = super::fdpass::pidfd_open(pid as libc::pid_t)?;
+    // Checked after the pidfd is open: from here on it names this very process.
+    if super::process_start_ticks(pid) != Some(start_ticks) {
+        return Err(io::Error::other(format!(
+            "process {pid} is not the one that holds the namespaces (it ended)"
+        )));
+    }
+    // SAFETY: setns takes an fd we own and flags; it touches no memory.
+    let ret = unsafe {
+        libc::setns(
+            std::os::fd::AsRawFd::as_raw_fd(&pidfd),
+            libc::CLONE_NEWUSER | libc::CLONE_NEWNS,
+        )
+    };
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn set_hostname(name: &str) -> io::Result<()> {
     // SAFETY: the pointer and length describe `name`'s bytes, which outlive the call.
     let ret = unsafe { libc::sethostname(name.as_ptr().cast(), name.len()) };

@@ -340,3 +340,12 @@ pub fn effective_gid() -> u32 {
     // SAFETY: getegid takes no arguments and cannot fail.
     unsafe { libc::getegid() }
 }
+
+/// Field 22 of `/proc/<pid>/stat`: when the process started, in clock ticks since boot (with
+/// the pid, it names one process for good: a recycled pid starts later).
+pub fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: split after its last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}

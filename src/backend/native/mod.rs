@@ -28,7 +28,7 @@ use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
 use crate::interpreter::Interpreter;
 use crate::limits::Limits;
 use crate::lock::lock;
-use crate::protocol::{Exposure, HiddenMode, SandboxConfig, fds};
+use crate::protocol::{Exposure, HiddenMode, SandboxConfig, WorkHolderRef, fds};
 use crate::result::ExecutionResult;
 use crate::runner::{Invocation, RunnerArgs, code_environment};
 use crate::sandbox::{CODE_PATH, WORK_DIR};
@@ -217,6 +217,7 @@ impl NativeBackend {
             cgroup: cgroup.as_ref(),
             ids: host_ids::host_ids(n),
             work_dir: None,
+            work_holder: None,
         };
         self.run_in(&place, request)
     }
@@ -254,13 +255,18 @@ impl NativeBackend {
         monitor: Option<std::time::Duration>,
         pooled: Option<Vec<String>>,
     ) -> SandboxConfig {
-        let (outside_uid, outside_gid) = place.ids;
+        let host = place.ids;
+        // In a work holder's user namespace the caller's ids are its root's.
+        let (outside_uid, outside_gid) = match place.work_holder {
+            Some(_) => (0, 0),
+            None => host,
+        };
         let cgroup = place.cgroup;
         let private_fs_bytes = match cgroup {
             Some(_) => limits.memory_mb.bytes(),
             None => limits.memory_mb.bytes() / 4,
         };
-        let root = outside_uid != crate::sys::effective_uid();
+        let root = host.0 != crate::sys::effective_uid();
         let runner = RunnerArgs {
             report_fd: fds::REPORT,
             code_path: CODE_PATH.into(),
@@ -284,7 +290,7 @@ impl NativeBackend {
                 let already = if root {
                     0
                 } else {
-                    host_ids::processes_of(outside_uid)
+                    host_ids::processes_of(host.0)
                 };
                 u64::from(limits.pids.get()) + already
             }),
@@ -293,17 +299,20 @@ impl NativeBackend {
             tmp_bytes: private_fs_bytes,
             work_bytes: private_fs_bytes,
             work_dir: place.work_dir.map(Path::to_owned),
+            work_holder: place.work_holder,
             cgroup: cgroup.cloned(),
             sample_interval_ms: monitor.map(|d| d.as_millis().max(1) as u64),
         }
     }
 }
 
-/// Where an execution runs: its cgroup, host ids, and (for a persistent sandbox) work dir.
+/// Where an execution runs: its cgroup, host ids, and (for a persistent sandbox) work dir,
+/// with the process holding its tmpfs when the tool could not mount it on the host.
 struct Place<'a> {
     cgroup: Option<&'a RunCgroup>,
     ids: (u32, u32),
     work_dir: Option<&'a Path>,
+    work_holder: Option<WorkHolderRef>,
 }
 
 fn cgroup_limits(limits: &Limits) -> CgroupLimits {

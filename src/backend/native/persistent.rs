@@ -1,19 +1,23 @@
 //! Persistent native sandboxes: one cgroup, one host uid and one work directory for many
 //! executions, with live limits and usage. Host side.
 
-use std::path::PathBuf;
+use std::io::{PipeReader, PipeWriter, Read};
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{NativeBackend, Place, cgroup_limits, host_ids};
-use crate::backend::helper::RunError;
+use crate::backend::helper::{HiddenModeCommand, RunError};
 use crate::backend::runs::SandboxRuns;
 use crate::backend::workspace::Workspace;
 use crate::backend::{BackendKind, ExecutionRequest, SandboxUsage};
 use crate::cgroup::RunCgroup;
 use crate::limits::Limits;
 use crate::lock::lock;
+use crate::protocol::{HiddenMode, WORK_HOLDER_READY, WorkHolderConfig, WorkHolderRef, fds};
 use crate::result::ExecutionResult;
 
 impl NativeBackend {
@@ -44,6 +48,18 @@ impl NativeBackend {
             std::os::unix::fs::chown(&work_dir, Some(ids.0), Some(ids.1))
                 .map_err(RunError::Workspace)?;
         }
+        // An unprivileged tool cannot mount on the host: a process of its own holds the
+        // tmpfs in namespaces the runs' helpers enter, so /work is bounded all the same.
+        let work_holder = if work_mounted || ids.0 != crate::sys::effective_uid() {
+            None
+        } else {
+            Some(WorkHolder::start(
+                self.helper.path(),
+                &work_dir,
+                limits.memory_mb.bytes(),
+                ids,
+            )?)
+        };
         let cgroup = match self.new_cgroup(n, &limits) {
             Ok(cgroup) => cgroup,
             Err(err) => {
@@ -58,6 +74,7 @@ impl NativeBackend {
             workspace: Mutex::new(Some(workspace)),
             work_dir,
             work_mounted: AtomicBool::new(work_mounted),
+            work_holder: Mutex::new(work_holder),
             cgroup: Mutex::new(cgroup),
             ids,
             totals: Mutex::new(Totals::default()),
@@ -82,6 +99,8 @@ pub struct NativeSandbox {
     workspace: Mutex<Option<Workspace>>,
     work_dir: PathBuf,
     work_mounted: AtomicBool,
+    /// The process whose namespaces hold `/work`'s tmpfs (an unprivileged tool's sandbox).
+    work_holder: Mutex<Option<WorkHolder>>,
     cgroup: Mutex<Option<RunCgroup>>,
     ids: (u32, u32),
     totals: Mutex<Totals>,
@@ -106,10 +125,12 @@ impl NativeSandbox {
             return cleaned_up();
         }
         let cgroup = lock(&self.cgroup).clone();
+        let work_holder = lock(&self.work_holder).as_ref().map(WorkHolder::reference);
         let place = Place {
             cgroup: cgroup.as_ref(),
             ids: self.ids,
             work_dir: Some(&self.work_dir),
+            work_holder,
         };
         let result = self.backend.run_in(&place, &request).unwrap_or_else(|err| {
             ExecutionResult::sandbox_error(BackendKind::Native.as_str(), err.to_string())
@@ -176,6 +197,8 @@ impl NativeSandbox {
         if self.work_mounted.swap(false, Ordering::SeqCst) {
             crate::sys::mount::unmount(&self.work_dir);
         }
+        // Its end frees the tmpfs.
+        lock(&self.work_holder).take();
         lock(&self.workspace).take();
     }
 
@@ -193,3 +216,104 @@ impl Drop for NativeSandbox {
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// How long a work holder may take to mount `/work`.
+const WORK_HOLDER_START: Duration = Duration::from_secs(10);
+
+/// A running `code-exec __work_holder`; dropping it ends the holder (its control channel
+/// closes) and waits for it, which frees the tmpfs.
+#[derive(Debug)]
+struct WorkHolder {
+    child: Child,
+    control: Option<PipeWriter>,
+    reference: WorkHolderRef,
+}
+
+impl WorkHolder {
+    fn start(
+        program: &Path,
+        work_dir: &Path,
+        bytes: u64,
+        ids: (u32, u32),
+    ) -> Result<WorkHolder, RunError> {
+        let config = WorkHolderConfig {
+            work_dir: work_dir.to_owned(),
+            bytes,
+            outside_uid: ids.0,
+            outside_gid: ids.1,
+        };
+        let json = serde_json::to_string(&config).map_err(RunError::Config)?;
+        let (status_r, status_w) = std::io::pipe().map_err(RunError::Pipe)?;
+        let (control_r, control_w) = std::io::pipe().map_err(RunError::Pipe)?;
+        let placed = [
+            (status_w.as_fd(), fds::STATUS),
+            (control_r.as_fd(), fds::CONTROL),
+        ];
+        let mut hidden = HiddenModeCommand::new(program, HiddenMode::WorkHolder, &placed, &json)
+            .map_err(RunError::Pipe)?;
+        hidden
+            .command
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = hidden.spawn().map_err(|source| RunError::Spawn {
+            program: program.to_owned(),
+            source,
+        })?;
+        drop((status_w, control_r));
+        let mut holder = WorkHolder {
+            reference: WorkHolderRef {
+                pid: child.id(),
+                start_ticks: crate::sys::process_start_ticks(child.id()).unwrap_or(0),
+            },
+            child,
+            control: Some(control_w),
+        };
+        // Its answer: the ready byte, or why it failed (then it has exited).
+        let answer = read_with_deadline(status_r, WORK_HOLDER_START);
+        if answer.as_slice() != WORK_HOLDER_READY.as_slice() {
+            let why = String::from_utf8_lossy(&answer).into_owned();
+            drop(holder);
+            return Err(RunError::HelperFailed(if why.is_empty() {
+                "the work directory's holder did not start".into()
+            } else {
+                why
+            }));
+        }
+        if holder.reference.start_ticks == 0 {
+            holder.reference.start_ticks =
+                crate::sys::process_start_ticks(holder.child.id()).unwrap_or(0);
+        }
+        Ok(holder)
+    }
+
+    fn reference(&self) -> WorkHolderRef {
+        self.reference
+    }
+}
+
+impl Drop for WorkHolder {
+    fn drop(&mut self) {
+        self.control.take();
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What `reader` says before it closes or `deadline` passes (at most 4 KiB).
+fn read_with_deadline(reader: PipeReader, deadline: Duration) -> Vec<u8> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let _ = reader.take(4096).read_to_end(&mut bytes);
+        let _ = tx.send(bytes);
+    });
+    rx.recv_timeout(deadline).unwrap_or_default()
+}

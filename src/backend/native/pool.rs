@@ -30,6 +30,7 @@ impl NativeBackend {
             cgroup: guard.0.as_ref(),
             ids: host_ids::host_ids(n),
             work_dir: None,
+            work_holder: None,
         };
         let (workspace, code_file, root_dir, _) =
             Workspace::for_request(b"", None, "root").map_err(RunError::Workspace)?;
