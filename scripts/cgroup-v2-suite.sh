@@ -1,0 +1,54 @@
+#!/bin/sh
+# The native sandbox's suites on a pure cgroup v2 kernel, run inside the VM of
+# scripts/cgroup-v2-vm.sh as its root:
+#
+#   scripts/cgroup-v2-vm.sh scripts/cgroup-v2-suite.sh CODE_EXEC_BIN NATIVE_TESTS PERSISTENT_TESTS
+#
+# 1. `code-exec doctor` must say that memory, CPU and pids are enforced by cgroup v2;
+# 2. as root: the native attack suite (cold) and the persistent suite (through the zygote, the
+#    library's default; the zygote and the cold path join the run's cgroup in the same init
+#    code). The VM runs under software emulation: a test's own timeouts are its only slack,
+#    and the zygote pass of the native suite's C-stack overflow needs more than 20 s there;
+# 3. as an unprivileged user (uid 65534) inside a delegated v2 subtree, as systemd gives one to
+#    a user: the native suite and the persistent suite, where every limit must again be a
+#    cgroup's (CI=true makes missing cgroups fail).
+set -eu
+bin=$1 native=$2 persistent=$3
+export CI=true CODE_EXEC_BIN="$bin"
+step() { echo "== cgroup v2: $*"; }
+
+step "doctor"
+"$bin" doctor | tee "$TMPDIR/doctor.txt"
+grep -q "memory_mb *cgroup v2" "$TMPDIR/doctor.txt"
+grep -q "pids *cgroup v2" "$TMPDIR/doctor.txt"
+
+step "native suite as root, cold"
+"$native"
+step "persistent suite as root"
+"$persistent"
+
+step "a delegated subtree for uid 65534"
+root=/sys/fs/cgroup
+echo "+memory +cpu +pids" > "$root/cgroup.subtree_control"
+mkdir -p "$root/ci/user/shell"
+echo "+memory +cpu +pids" > "$root/ci/cgroup.subtree_control"
+# Delegation as systemd does it: the subtree and its control files belong to the user.
+chown -R 65534:65534 "$root/ci/user"
+echo $$ > "$root/ci/user/shell/cgroup.procs"
+unprivileged=$(mktemp -d "$TMPDIR/code-exec-v2.XXXXXX")
+chmod 755 "$unprivileged"
+cp "$bin" "$unprivileged/code-exec"
+cp "$native" "$unprivileged/native-tests"
+cp "$persistent" "$unprivileged/persistent-tests"
+as_nobody() {
+  (cd "$unprivileged" && setpriv --reuid=65534 --regid=65534 --clear-groups \
+     env CI=true HOME="$TMPDIR" TMPDIR="$TMPDIR" CODE_EXEC_BIN="$unprivileged/code-exec" "$@")
+}
+step "doctor as uid 65534"
+as_nobody ./code-exec doctor | tee "$TMPDIR/doctor-user.txt"
+grep -q "memory_mb *cgroup v2" "$TMPDIR/doctor-user.txt"
+step "native suite as uid 65534 in the delegated subtree"
+as_nobody ./native-tests
+step "persistent suite as uid 65534"
+as_nobody ./persistent-tests
+step "all passed"
