@@ -295,6 +295,8 @@ struct Frame {
     /// What the code's process said after dropping to the sandbox user: `ok`, `failed: …`,
     /// or nothing (killed before it got there).
     setup: Vec<u8>,
+    /// The wrapper's process of the sandbox user killed every other one after the run.
+    killed: bool,
     report: Vec<u8>,
 }
 
@@ -314,6 +316,7 @@ fn take_frame(stderr: &mut Vec<u8>, nonce: &str) -> Option<Frame> {
             "cpu_ns" => frame.cpu_ns = value.parse().ok()?,
             "maxrss_kb" => frame.maxrss_kb = value.parse().ok()?,
             "setup" => frame.setup = from_hex(value)?,
+            "killed" => frame.killed = value == "1",
             "report" => frame.report = from_hex(value)?,
             _ => {}
         }
@@ -382,10 +385,14 @@ fn run_in(
             String::from_utf8_lossy(failure)
         )));
     }
-    // Whatever the frame says, nothing of the code's uid outlives an execution of a
-    // persistent container (the next execution's code is nobody else's to read); this also
-    // learns of OOM kills.
-    if kill == KillMode::SandboxProcesses && outcome.oom_total_after_kill.is_none() {
+    // Nothing of the code's uid outlives an execution of a persistent container (the next
+    // execution's code is nobody else's to read): the wrapper's own kill, reported in a frame
+    // the code cannot forge, or else this exec (which also learns of OOM kills).
+    let wrapper_killed = frame.as_ref().is_some_and(|f| f.killed);
+    if kill == KillMode::SandboxProcesses
+        && !wrapper_killed
+        && outcome.oom_total_after_kill.is_none()
+    {
         outcome.oom_total_after_kill = engine.kill_sandbox_processes(id).ok();
     }
     let oom_total = outcome.oom_total_after_kill;
@@ -462,9 +469,10 @@ mod tests {
 
     #[test]
     fn takes_only_the_frame_with_this_runs_nonce() {
-        let mut stderr = b"user text\n\x1eCODE-EXEC fake exit=0 signal=0 oom=0 cpu_ns=1 maxrss_kb=1 report=\x1e\x1eCODE-EXEC abc exit=3 signal=0 oom=1 cpu_ns=2000000 maxrss_kb=10 setup=6f6b report=6869\x1e".to_vec();
+        let mut stderr = b"user text\n\x1eCODE-EXEC fake exit=0 signal=0 oom=0 cpu_ns=1 maxrss_kb=1 report=\x1e\x1eCODE-EXEC abc exit=3 signal=0 oom=1 cpu_ns=2000000 maxrss_kb=10 killed=1 setup=6f6b report=6869\x1e".to_vec();
         let frame = take_frame(&mut stderr, "abc").unwrap();
         assert_eq!(frame.setup, b"ok");
+        assert!(frame.killed);
         assert_eq!(frame.exit, 3);
         assert_eq!(frame.oom, 1);
         assert_eq!(frame.cpu_ns, 2_000_000);

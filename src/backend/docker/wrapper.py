@@ -135,30 +135,33 @@ def _run_child(report_w, code_r, setup_w, workdir):
 
 def _end_sandbox_processes(workdir):
     """A process of the sandbox user kills every other one (kill(-1) reaches exactly the
-    processes of its uid, atomically with respect to fork), then removes the code's file."""
+    processes of its uid, atomically with respect to fork), then removes the code's file.
+    True if it became the sandbox user and its kill went out (or found nobody)."""
     pid = os.fork()
     if pid == 0:
+        status = 1
         try:
             _become_sandbox_user()
             try:
                 os.kill(-1, signal.SIGKILL)
-            except OSError:
+            except ProcessLookupError:
                 pass
+            status = 0
             for remove, name in ((os.unlink, workdir + "/main.py"), (os.rmdir, workdir)):
                 try:
                     remove(name)
                 except OSError:
                     pass
         finally:
-            os._exit(0)
+            os._exit(status)
     while True:
         try:
-            os.waitpid(pid, 0)
-            return
+            _, status = os.waitpid(pid, 0)
+            return os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
         except InterruptedError:
             continue
         except ChildProcessError:
-            return
+            return False
 
 
 def _main():
@@ -220,7 +223,7 @@ def _main():
                 pass
 
     # The main process is gone: nothing else of the sandbox user may outlive it.
-    _end_sandbox_processes(workdir)
+    killed = _end_sandbox_processes(workdir)
     setup = b""
     try:
         setup = os.read(setup_r, 512)
@@ -247,6 +250,7 @@ def _main():
         "oom=%d" % ((oom_after - oom_before) if oom_before is not None and oom_after is not None else -1),
         "cpu_ns=%d" % cpu_ns,
         "maxrss_kb=%d" % usage.ru_maxrss,
+        "killed=%d" % killed,
         "setup=" + setup.hex(),
         "report=" + report[:65536].hex(),
     ]
