@@ -75,7 +75,7 @@ pub fn unshare(flags: libc::c_int) -> io::Result<()> {
 pub fn enter_user_and_mount_namespaces_of(pid: u32, start_ticks: u64) -> io::Result<()> {
     let pidfd = super::fdpass::pidfd_open(pid as libc::pid_t)?;
     // Checked after the pidfd is open: from here on it names this very process.
-    if super::process_start_ticks(pid) != Some(start_ticks) {
+    if super::process::process_start_ticks(pid) != Some(start_ticks) {
         return Err(io::Error::other(format!(
             "process {pid} is not the one that holds the namespaces (it ended)"
         )));
