@@ -602,7 +602,7 @@ mod tests {
             // hides the code's own exception text.
             #[test]
             fn fuzz_the_last_frame_is_found_behind_junk(
-                junk in proptest::collection::vec(any::<u8>().prop_filter("no newline", |b| *b != b'\n'), 0..2048),
+                junk in proptest::collection::vec(any::<u8>().prop_map(|b| if b == b'\n' { b' ' } else { b }), 0..2048),
                 name in "[A-Za-z_][A-Za-z0-9_.]{0,40}",
                 message in any::<String>(),
             ) {
