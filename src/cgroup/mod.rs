@@ -3,8 +3,8 @@
 //! reading usage and OOM kills from it, killing what is left in it, and removing it. Every
 //! driver takes its filesystem roots as paths, so both versions are unit-tested on directory
 //! trees; the real kernel is exercised by the integration tests.
-//! Runs in the host process; the sandbox's init only joins its run cgroup
-//! (`RunCgroup::join_self`) and the helper reads its usage.
+//! Runs in the host process; the sandbox helper clones the init into its run cgroup (v2) or
+//! the init joins it (`RunCgroup::join_self`), and the helper reads its usage.
 
 mod common;
 #[cfg(test)]
@@ -12,6 +12,8 @@ mod driver_tests;
 mod v1;
 mod v2;
 
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -170,10 +172,27 @@ impl RunCgroup {
         }
     }
 
+    /// The v2 directory, opened for a clone straight into it (`CLONE_INTO_CGROUP`); `None`
+    /// on v1. A process cloned so never has to join: see [`RunCgroup::join_self`].
+    pub fn open_clone_target(&self) -> Option<Result<OwnedFd, CgroupError>> {
+        let RunCgroup::V2 { dir } = self else {
+            return None;
+        };
+        let opened = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(dir)
+            .map(OwnedFd::from)
+            .map_err(io_error(dir));
+        Some(opened)
+    }
+
     /// Moves the calling process (which must be single-threaded) into this cgroup. On v1 it
     /// writes its own thread to `tasks`, which the kernel does without the global
-    /// thread-group lock whose first use costs a full RCU grace period (~10 ms); on v2 a
-    /// domain cgroup only takes whole processes through `cgroup.procs`.
+    /// thread-group lock whose first use costs a full RCU grace period (~10 ms). On v2 a
+    /// domain cgroup only takes whole processes, through `cgroup.procs` and that lock: the
+    /// sandbox helper clones the init into the cgroup instead, and this is the fallback for
+    /// kernels older than 5.7.
     pub fn join_self(&self) -> Result<(), CgroupError> {
         let files: Vec<PathBuf> = match self {
             RunCgroup::V1(d) => d.all().into_iter().map(|p| p.join("tasks")).collect(),

@@ -16,17 +16,41 @@ use crate::sys::{self, ExitStatus};
 /// run as the sandbox uid, the init as the helper's) before it reports.
 const CAP_KILL: u32 = 5;
 
+/// The init's ends of the pipes it shares with the helper.
+pub(crate) struct Channels {
+    /// [`protocol::GO`] comes here once the id maps are written.
+    pub go: PipeReader,
+    /// The code's exit status goes here.
+    pub exit: PipeWriter,
+    /// Setup failures go here, until the code's exec.
+    pub errors: PipeWriter,
+}
+
+/// How the init came to be in the run's cgroup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CgroupEntry {
+    /// The helper cloned it there (`CLONE_INTO_CGROUP`).
+    ClonedInto,
+    /// It joins the run's cgroup itself, if there is one, once the helper says go (v1, or a
+    /// kernel before 5.7).
+    JoinAfterGo,
+}
+
 /// Runs the init; returns its exit status. Setup failures are written to `errors`.
 pub(crate) fn main(
     config: &SandboxConfig,
+    cgroup: CgroupEntry,
     code: &[u8],
     policy: &Policy,
     start: CodeStart<'_>,
-    go: PipeReader,
-    exit: PipeWriter,
-    mut errors: PipeWriter,
+    channels: Channels,
 ) -> i32 {
-    let code_pid = match set_up(config, code, policy, start, go, &mut errors) {
+    let Channels {
+        go,
+        exit,
+        mut errors,
+    } = channels;
+    let code_pid = match set_up(config, cgroup, code, policy, start, go, &mut errors) {
         Ok(Some(pid)) => pid,
         Ok(None) => return 1,
         Err(err) => {
@@ -45,6 +69,7 @@ pub(crate) fn main(
 /// before saying go).
 fn set_up(
     config: &SandboxConfig,
+    cgroup: CgroupEntry,
     code: &[u8],
     policy: &Policy,
     start: CodeStart<'_>,
@@ -56,7 +81,7 @@ fn set_up(
     if !wait_for_go(go)? {
         return Ok(None);
     }
-    join_run_cgroup(config)?;
+    enter_run_cgroup(config, cgroup)?;
     isolation::set_hostname(SANDBOX_HOSTNAME)?;
     isolation::loopback_up()?;
     root::build(config, code)?;
@@ -73,15 +98,18 @@ fn wait_for_go(mut go: PipeReader) -> std::io::Result<bool> {
     Ok(go.read(&mut byte)? == 1 && byte == *protocol::GO)
 }
 
-/// Before anything else runs here, with the host identity that owns the cgroup files: join
-/// the run's cgroup, then enter a cgroup namespace so the sandbox sees it as its root.
-fn join_run_cgroup(config: &SandboxConfig) -> std::io::Result<()> {
+/// Before anything else runs here: join the run's cgroup unless the helper cloned this
+/// process into it (with the host identity that owns the cgroup files), then enter a cgroup
+/// namespace so the sandbox sees that cgroup as its root.
+fn enter_run_cgroup(config: &SandboxConfig, entry: CgroupEntry) -> std::io::Result<()> {
     let Some(cgroup) = &config.cgroup else {
         return Ok(());
     };
-    cgroup
-        .join_self()
-        .map_err(|e| std::io::Error::other(format!("joining the run cgroup: {e}")))?;
+    if entry == CgroupEntry::JoinAfterGo {
+        cgroup
+            .join_self()
+            .map_err(|e| std::io::Error::other(format!("joining the run cgroup: {e}")))?;
+    }
     isolation::unshare(libc::CLONE_NEWCGROUP)
 }
 

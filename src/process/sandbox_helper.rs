@@ -8,7 +8,7 @@
 
 use std::fs::File;
 use std::io::{PipeReader, PipeWriter, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
 use super::code::CodeStart;
@@ -149,10 +149,7 @@ fn clone_init(
     let (go_r, go_w) = pipe("start")?;
     let (exit_r, exit_w) = pipe("exit status")?;
     let (err_r, err_w) = pipe("setup errors")?;
-    // SAFETY: this process has not started a thread (a fresh exec, or a fresh fork of the
-    // single-threaded zygote), so the child's copy holds no lock another thread owned.
-    let forked = unsafe { isolation::fork_into_namespaces(isolation::SANDBOX_NAMESPACES) }
-        .map_err(|e| format!("{e} (are user namespaces enabled? see `code-exec doctor`)"))?;
+    let (forked, cgroup) = fork_init(config)?;
     match forked {
         Forked::Child => {
             let keep = [
@@ -168,7 +165,12 @@ fn clone_init(
             // by the values it goes on using, and no owner of a closed fd is used again
             // (the init ends with `exit_now`, running no destructor).
             unsafe { sys::close_fds_except(&keep) };
-            let status = init::main(config, code, policy, start, go_r, exit_w, err_w);
+            let channels = init::Channels {
+                go: go_r,
+                exit: exit_w,
+                errors: err_w,
+            };
+            let status = init::main(config, cgroup, code, policy, start, channels);
             isolation::exit_now(status)
         }
         Forked::Parent(pid) => Ok((
@@ -180,6 +182,38 @@ fn clone_init(
             },
         )),
     }
+}
+
+/// Forks the init into the sandbox's namespaces and, on cgroup v2, straight into the run's
+/// cgroup (`CLONE_INTO_CGROUP`): a process that joins afterwards through `cgroup.procs` takes
+/// the kernel's thread-group lock for writing, which costs an RCU grace period (~8 ms here,
+/// `scripts/cgroup-join.py measure`). Without that clone (v1, or a kernel before 5.7) the init
+/// joins the cgroup itself.
+fn fork_init(config: &SandboxConfig) -> Result<(Forked, init::CgroupEntry), String> {
+    let target = match config.cgroup.as_ref().and_then(|c| c.open_clone_target()) {
+        Some(opened) => Some(opened.map_err(|e| format!("opening the run cgroup: {e}"))?),
+        None => None,
+    };
+    let clone_failed =
+        |e: std::io::Error| format!("{e} (are user namespaces enabled? see `code-exec doctor`)");
+    if let Some(target) = &target {
+        // SAFETY: this process has not started a thread (a fresh exec, or a fresh fork of the
+        // single-threaded zygote), so the child's copy holds no lock another thread owned.
+        let cloned = unsafe {
+            isolation::fork_into_namespaces_and_cgroup(
+                isolation::SANDBOX_NAMESPACES,
+                target.as_fd(),
+            )
+        }
+        .map_err(clone_failed)?;
+        if let Some(forked) = cloned {
+            return Ok((forked, init::CgroupEntry::ClonedInto));
+        }
+    }
+    // SAFETY: as above, this process is single-threaded.
+    let forked = unsafe { isolation::fork_into_namespaces(isolation::SANDBOX_NAMESPACES) }
+        .map_err(clone_failed)?;
+    Ok((forked, init::CgroupEntry::JoinAfterGo))
 }
 
 /// A persistent sandbox's cgroup outlives runs: this run's figures are differences. A
@@ -194,7 +228,8 @@ fn persistent_baseline(config: &SandboxConfig) -> Option<CgroupUsage> {
 }
 
 /// Maps the sandbox uid and gid to the host ids and sends the init [`protocol::GO`]; the
-/// init joins the run's cgroup itself, first thing (see `RunCgroup::join_self`).
+/// init enters its cgroup namespace (and, when it was not cloned into it, joins the run's
+/// cgroup) first thing.
 fn let_init_go(pid: libc::pid_t, config: &SandboxConfig, mut go: PipeWriter) -> Result<(), String> {
     write_id_maps(pid, config.outside_uid, config.outside_gid)?;
     go.write_all(protocol::GO)
