@@ -10,7 +10,7 @@ set -eu
 
 TAG="${1:-code-exec-python:3.11}"
 # Bump when the recipe below changes, so existing images are rebuilt.
-RECIPE=1
+RECIPE=2
 SUITE=bookworm
 MIRROR="${DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 
@@ -36,8 +36,9 @@ cleanup() { rm -rf "$root"; }
 trap cleanup EXIT INT TERM
 
 # python3 and its full standard library (python3-minimal lacks modules such as `resource`);
-# procps for debugging inside a container.
-debootstrap --variant=minbase --include=python3,procps "$SUITE" "$root" "$MIRROR" >"$root.log" 2>&1 \
+# procps for debugging inside a container; netbase for /etc/services and /etc/protocols, as
+# the official python images have them.
+debootstrap --variant=minbase --include=python3,procps,netbase "$SUITE" "$root" "$MIRROR" >"$root.log" 2>&1 \
     || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; exit 1; }
 rm -f "$root.log"
 

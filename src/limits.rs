@@ -152,7 +152,8 @@ pub struct CpuFraction(f64);
 /// Wall-clock limit of one execution.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Timeout(Duration);
-/// Maximum number of processes and threads alive at once.
+/// Maximum number of the code's processes and threads alive at once, its main process
+/// included; the sandbox's own (its init, docker's wrapper) come on top.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct Pids(u32);

@@ -89,6 +89,10 @@ struct ServeArgs {
     /// Image of the docker backend [default: python:3.11-slim].
     #[arg(long, value_name = "IMAGE")]
     image: Option<String>,
+    /// The Python interpreter of native and none runs, e.g. a virtual environment's
+    /// (default: the first real python3 on PATH).
+    #[arg(long, value_name = "PATH")]
+    python: Option<PathBuf>,
     /// Native sandboxes kept started ahead, each used once [default: 0].
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pool: Option<String>,
@@ -465,9 +469,16 @@ fn serve(args: ServeArgs) -> Result<u8> {
             "--response-memory ({response_memory}) must be at least --max-response-bytes ({max_response_bytes})"
         );
     }
+    // Checked once, here: a server never starts with an interpreter it cannot use.
+    let python = args
+        .python
+        .as_deref()
+        .map(code_execution_tool::Interpreter::at)
+        .transpose()?;
     let config = ServerConfig {
         listen,
         token,
+        python,
         max_concurrency: whole_number(
             "--max-concurrency",
             args.max_concurrency.as_ref(),

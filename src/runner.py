@@ -1,5 +1,5 @@
 # code-exec runner: executes the user's code as __main__ and reports how it ended.
-# argv: <report fd> <path of the code file> [--pooled MODULE...]. The report channel is separate
+# argv: <report fd> <path of the code file> <import dir, or ""> [--pooled MODULE...]. The report channel is separate
 # from the code's stdout/stderr; its wire is in protocol.rs (`report`): while nothing of the
 # user's has run, the runner writes "R" (pooled: ready), then either one compile-failure frame
 # or "S" (the user's code starts now). Everything after "S" is written where the code can
@@ -16,6 +16,7 @@ import sys
 def _code_exec_main():
     fd = int(sys.argv[1])
     path = sys.argv[2]
+    import_dir = sys.argv[3]
     import os
 
     os.set_inheritable(fd, False)
@@ -52,12 +53,12 @@ def _code_exec_main():
     # The interpreter's own traceback printer reads source lines from the file; a pooled run
     # has none, so its tracebacks go through the traceback module (which reads linecache).
     print_exception = sys.__excepthook__
-    if sys.argv[3:4] == ["--pooled"]:
+    if sys.argv[4:5] == ["--pooled"]:
         # What a pooled run needs after its code arrives is imported now, while no clock runs.
         import linecache
         import traceback
 
-        for name in sys.argv[4:]:
+        for name in sys.argv[5:]:
             try:
                 __import__(name)
             except BaseException:
@@ -107,6 +108,10 @@ def _code_exec_main():
     main.__file__ = path
     main.__builtins__ = __builtins__
     sys.modules["__main__"] = main
+    # As `python -c` puts the working directory first: files the code writes to its own work
+    # directory import (the interpreter runs isolated, so nothing else is on the path).
+    if import_dir:
+        sys.path.insert(0, import_dir)
     # From here on the code runs: nothing the channel carries can say "syntax" any more.
     write(fd, b"S")
     try:

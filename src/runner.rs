@@ -24,13 +24,17 @@ pub(crate) struct RunnerArgs {
     pub(crate) report_fd: RawFd,
     /// The code file the runner compiles (its name in tracebacks).
     pub(crate) code_path: String,
+    /// A directory put first on `sys.path` before the code runs, as `python -c` puts the
+    /// working directory: a sandbox's own work directory, so that files the code writes there
+    /// import. `None` for `none`, whose directory is the host's.
+    pub(crate) import_dir: Option<String>,
     /// `Some(modules)`: a pre-started sandbox, which imports `modules`, says it is ready and
     /// reads its code from stdin.
     pub(crate) pooled: Option<Vec<String>>,
 }
 
 /// How the interpreter is started to run the runner: `program -I -u -c RUNNER <report fd>
-/// <code path> [--pooled MODULE...]`, with exactly `env` (the code never travels in argv).
+/// <code path> <import dir or ""> [--pooled MODULE...]`, with exactly `env` (the code never travels in argv).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Invocation {
     pub(crate) program: PathBuf,
@@ -52,6 +56,7 @@ impl Invocation {
         let mut args = vec![
             self.runner.report_fd.to_string(),
             self.runner.code_path.clone(),
+            self.runner.import_dir.clone().unwrap_or_default(),
         ];
         if let Some(modules) = &self.runner.pooled {
             args.push(POOLED_FLAG.into());
@@ -105,6 +110,7 @@ mod tests {
             RunnerArgs {
                 report_fd: 3,
                 code_path: "/code/main.py".into(),
+                import_dir: Some("/work".into()),
                 pooled: Some(vec!["numpy".into()]),
             },
             code_environment("/work", "/tmp"),
@@ -112,10 +118,13 @@ mod tests {
         let args = invocation.args();
         assert_eq!(&args[..3], ["-I", "-u", "-c"]);
         assert_eq!(args[3], RUNNER);
-        assert_eq!(&args[4..], ["3", "/code/main.py", "--pooled", "numpy"]);
+        assert_eq!(
+            &args[4..],
+            ["3", "/code/main.py", "/work", "--pooled", "numpy"]
+        );
         assert_eq!(
             invocation.sys_argv(),
-            ["-c", "3", "/code/main.py", "--pooled", "numpy"]
+            ["-c", "3", "/code/main.py", "/work", "--pooled", "numpy"]
         );
         let orig = invocation.orig_argv();
         assert_eq!(orig[0], "/usr/bin/python3");

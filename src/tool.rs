@@ -74,6 +74,13 @@ pub struct RunOptions<'a> {
     pub cancel: Option<Cancel>,
 }
 
+/// The interpreter a builder was given.
+#[derive(Debug, Clone)]
+enum PythonChoice {
+    Path(PathBuf),
+    Resolved(Interpreter),
+}
+
 /// Builds a [`CodeExecutionTool`]; every setter's value is validated in [`ToolBuilder::build`].
 #[derive(Debug, Clone)]
 pub struct ToolBuilder {
@@ -82,7 +89,7 @@ pub struct ToolBuilder {
     memory_limit_mb: Option<u64>,
     cpu_limit: Option<f64>,
     timeout: Option<Duration>,
-    python: Option<PathBuf>,
+    python: Option<PythonChoice>,
     target_version: Option<PythonVersion>,
     supervisor: Option<PathBuf>,
     monitor_interval: Duration,
@@ -147,7 +154,12 @@ impl ToolBuilder {
     /// The interpreter to run (default: the first real `python3` on `PATH`). Not for docker,
     /// which runs the image's.
     pub fn python(mut self, path: impl Into<PathBuf>) -> Self {
-        self.python = Some(path.into());
+        self.python = Some(PythonChoice::Path(path.into()));
+        self
+    }
+    /// The same, resolved already ([`Interpreter::at`]): a server checks it once at start.
+    pub fn interpreter(mut self, interpreter: Interpreter) -> Self {
+        self.python = Some(PythonChoice::Resolved(interpreter));
         self
     }
     /// The Python version syntax is checked against (default: the interpreter's).
@@ -249,7 +261,8 @@ impl ToolBuilder {
 
     fn interpreter_and_helper(&self) -> Result<(Interpreter, HelperBinary), ToolError> {
         let interpreter = match &self.python {
-            Some(path) => Interpreter::at(path)?,
+            Some(PythonChoice::Path(path)) => Interpreter::at(path)?,
+            Some(PythonChoice::Resolved(interpreter)) => interpreter.clone(),
             None => Interpreter::discover()?,
         };
         let helper = match &self.supervisor {
@@ -552,17 +565,18 @@ impl CodeExecutionTool {
                     .iter()
                     .map(|(field, how)| format!("{field} ({})", describe(*how)))
                     .collect();
-                return Ok(Err(ExecutionResult::sandbox_error(
+                return Ok(Err(self.finish(ExecutionResult::sandbox_error(
                     kind.as_str(),
                     format!(
                         "--strict-limits: this host cannot enforce every limit for the whole run: {}; see `code-exec doctor`",
                         list.join(", ")
                     ),
-                )));
+                ))));
             }
         }
+        // Refused before it ran, the result still says how the limits would have been held.
         Ok(syntax::validate(code, self.target)
-            .map_err(|problem| ExecutionResult::syntax_error(kind.as_str(), &problem)))
+            .map_err(|problem| self.finish(ExecutionResult::syntax_error(kind.as_str(), &problem))))
     }
 
     /// Creates a persistent sandbox with this tool's limits (the seed's `SandboxExecutor`):

@@ -811,3 +811,22 @@ fn a_virtual_environment_named_by_python_is_used() {
     assert_eq!(status, 0, "{r}");
     assert_eq!(r["output"], "42 False\n");
 }
+
+/// A caller that ignores SIGINT (a background job) or blocks signals does not hand that on
+/// to the code (issue 18, item 7).
+#[test]
+fn the_callers_signal_dispositions_and_mask_stay_out() {
+    assert_signals_of_the_caller_stay_out(&["--sandbox", "none"]);
+}
+
+/// `none` runs in a directory of the host's: what the code writes there stays off
+/// `sys.path`, as for an isolated interpreter (issue 18, item 5: the sandboxes put theirs first).
+#[test]
+fn none_keeps_its_work_directory_off_the_import_path() {
+    let (r, status) = run_code(
+        "open('helper_mod.py', 'w').write('x = 41')\nimport helper_mod",
+        &[],
+    );
+    assert_eq!(status, 1, "{r}");
+    assert_eq!(r["error_type"], "ModuleNotFoundError", "{r}");
+}

@@ -130,7 +130,7 @@ print(sorted(os.listdir('/dev')))
         out.contains("False False False False\n"),
         "no /root, /home, /sys, /var: {out}"
     );
-    assert!(out.contains("['fd', 'full', 'null', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'urandom', 'zero']"), "{out}");
+    assert!(out.contains("['fd', 'full', 'null', 'ptmx', 'pts', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'urandom', 'zero']"), "{out}");
 });
 
 native_test!(tmp_and_shm_filling_is_bounded, {
@@ -200,7 +200,8 @@ for name, fam, kind in [('packet', 17, socket.SOCK_RAW), ('netlink', 16, socket.
                         ('vsock', 40, socket.SOCK_STREAM), ('alg', 38, socket.SOCK_SEQPACKET),
                         ('raw', socket.AF_INET, socket.SOCK_RAW)]:
     try:
-        socket.socket(fam, kind, 1 if name == 'raw' else 0); print(name, 'OPENED')
+        # netlink: uevents (NETLINK_ROUTE alone opens, see the netlink attack)
+        socket.socket(fam, kind, {'raw': 1, 'netlink': 15}.get(name, 0)); print(name, 'OPENED')
     except OSError as e:
         print(name, e.errno)
 a, b = socket.socketpair(); a.send(b'x'); print('unix', b.recv(1))
@@ -212,6 +213,101 @@ a, b = socket.socketpair(); a.send(b'x'); print('unix', b.recv(1))
         "packet 1\nnetlink 1\nvsock 1\nalg 1\nraw 1\nunix b'x'\n",
         "{r}"
     );
+});
+
+// ---- terminals ---------------------------------------------------------------------------
+
+/// Runs `code-exec ARGS` with its standard input the slave of a fresh host pty that is its
+/// controlling terminal, as from a user's shell; returns the parsed result and what reached
+/// the terminal's input queue.
+fn run_from_a_terminal(args: &[String]) -> (Value, String) {
+    let driver = r#"
+import fcntl, json, os, pty, subprocess, sys, termios
+master, slave = pty.openpty()
+attrs = termios.tcgetattr(slave)
+attrs[3] &= ~(termios.ICANON | termios.ECHO)
+termios.tcsetattr(slave, termios.TCSANOW, attrs)
+def session():
+    os.setsid()
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+run = subprocess.run(sys.argv[1:], stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=session)
+os.set_blocking(slave, False)
+try:
+    injected = os.read(slave, 4096)
+except BlockingIOError:
+    injected = b''
+print(json.dumps({'result': run.stdout.decode(), 'stderr': run.stderr.decode()[-2000:], 'injected': injected.decode(errors='replace')}))
+"#;
+    let out = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", driver, &bin()])
+        .args(args)
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("driver: {e}: {}", String::from_utf8_lossy(&out.stderr)));
+    let result = report["result"].as_str().unwrap().trim();
+    let r: Value =
+        serde_json::from_str(result).unwrap_or_else(|e| panic!("not JSON ({e}): {report}"));
+    (r, report["injected"].as_str().unwrap().to_owned())
+}
+
+native_test!(
+    the_callers_terminal_is_out_of_reach_and_ptys_are_the_sandboxes_own,
+    {
+        // Pseudo-terminals work (issue 18, item 3), from a devpts instance of the sandbox's own:
+        // none of the host's terminals is in it, and the terminal the tool was started from can
+        // be neither reached nor fed input (TIOCSTI).
+        let code = r#"
+import errno, fcntl, os, pty, termios
+out = []
+for fd in (0, 1, 2):
+    try:
+        fcntl.ioctl(fd, termios.TIOCSTI, b'X'); out.append('INJECTED')
+    except OSError as e:
+        out.append(errno.errorcode[e.errno])
+try:
+    os.open('/dev/tty', os.O_RDWR); out.append('TTY OPENED')
+except OSError as e:
+    out.append(errno.errorcode[e.errno])
+print(out, sorted(os.listdir('/dev/pts')))
+m, s = os.openpty()
+print(sorted(os.listdir('/dev/pts')), os.ttyname(s), oct(os.stat('/dev/ptmx').st_mode))
+pid, fd = pty.fork()
+if pid == 0:
+    print('from the child', os.isatty(0), os.getsid(0) == os.getpid())
+    os._exit(0)
+data = b''
+while True:
+    try:
+        chunk = os.read(fd, 1024)
+    except OSError:
+        break
+    if not chunk:
+        break
+    data += chunk
+os.waitpid(pid, 0)
+print(data.decode().strip())
+"#;
+        let mut args = native_args(&[]);
+        args.splice(0..0, ["run", "--json", "-c", code].map(String::from));
+        let (r, injected) = run_from_a_terminal(&args);
+        assert_eq!(r["success"], true, "{r}");
+        assert_eq!(
+            r["output"],
+            "['ENOTTY', 'ENOTTY', 'ENOTTY', 'ENOENT'] ['ptmx']\n['0', 'ptmx'] /dev/pts/0 0o20666\nfrom the child True True\n",
+            "{r}"
+        );
+        assert_eq!(injected, "", "input reached the caller's terminal");
+        assert_host_clean("never-a-tag-of-this-test");
+    }
+);
+
+// ---- what the caller hands on ------------------------------------------------------------
+
+native_test!(the_callers_signal_dispositions_and_mask_stay_out, {
+    let args = native_args(&[]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    assert_signals_of_the_caller_stay_out(&args);
 });
 
 // ---- syscalls and posture --------------------------------------------------------------

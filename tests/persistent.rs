@@ -392,3 +392,24 @@ fn disk_usage(dir: &std::path::Path) -> u64 {
     }
     total
 }
+
+/// A module written by one execution imports in the next, from the work directory (issue 18,
+/// item 5), and a changed module is read afresh (each execution is a new interpreter).
+#[test]
+fn modules_written_to_the_work_directory_import_in_later_executions() {
+    let _serial = serial();
+    let Some(sb) = sandbox(128) else { return };
+    let first = sb
+        .execute("open('shared_mod.py', 'w').write('VALUE = 1')\nimport shared_mod\nprint(shared_mod.VALUE)")
+        .unwrap();
+    assert_eq!(first.output, "1\n", "{first:?}");
+    let second = sb
+        .execute("import shared_mod\nprint(shared_mod.VALUE)\nopen('shared_mod.py', 'w').write('VALUE = 22')")
+        .unwrap();
+    assert_eq!(second.output, "1\n", "{second:?}");
+    let third = sb
+        .execute("import shared_mod\nprint(shared_mod.VALUE)")
+        .unwrap();
+    assert_eq!(third.output, "22\n", "{third:?}");
+    sb.cleanup();
+}

@@ -176,6 +176,53 @@ native_test!(bad_requests_are_4xx_with_a_message_naming_the_field, {
     }
 });
 
+// A server started by a service manager that ignores SIGINT and blocks signals: its runs,
+// from the warm pool and the zygote, start with the defaults (issue 18, item 7).
+native_test!(the_servers_signal_dispositions_and_mask_stay_out_of_runs, {
+    let server = Server::start_under_ignored_signals(&[]);
+    for round in 0..3 {
+        let r = execute(&server, json!({"code": PRINT_SIGNALS}));
+        assert_eq!(r.status, 200, "{r:?}");
+        let v = r.json();
+        assert_eq!(v["success"], true, "round {round}: {v}");
+        assert_eq!(v["output"], DEFAULT_SIGNALS, "round {round}: {v}");
+    }
+});
+
+// `serve --python` (issue 18, item 10): a virtual environment's interpreter for native and
+// `none` runs, checked once at start.
+native_test!(serve_python_runs_a_virtual_environments_packages, {
+    let (_dir, python) = venv_with_package();
+    let mut args = vec!["--python", python.to_str().unwrap()];
+    // The pool's sandboxes too, where it can run (it needs cgroups).
+    if cgroups_available() {
+        args.extend(["--pool", "1"]);
+    }
+    let server = Server::start(&args, &[]);
+    for sandbox in ["native", "none", "native"] {
+        let r = execute(
+            &server,
+            json!({"code": "import sys, venvpkg\nprint(venvpkg.MARK, sys.prefix == sys.base_prefix)", "sandbox": sandbox}),
+        );
+        assert_eq!(r.status, 200, "{r:?}");
+        let v = r.json();
+        assert_eq!(v["output"], "42 False\n", "{sandbox}: {v}");
+    }
+    let bad = code_exec(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--python",
+        "/nonexistent/python3",
+    ]);
+    assert_eq!(bad.status, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("--python /nonexistent/python3"),
+        "{}",
+        bad.stderr
+    );
+});
+
 #[test]
 fn an_unavailable_backend_is_503() {
     let server = Server::start(&[], &[("DOCKER_HOST", "unix:///nonexistent/docker.sock")]);
@@ -526,7 +573,7 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
         }
     };
     let probe = format!(
-        "import os, sys\nprint(sys.orig_argv[7] == '--pooled', 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
+        "import os, sys\nprint('--pooled' in sys.orig_argv, 'json' in sys.modules, 'sqlite3' in sys.modules)\nprint(os.getuid(), os.path.exists('/tmp/mark'), '{secret}' in repr(dict(os.environ)))\nopen('/tmp/mark', 'w').write('x')\nprint(input())"
     );
     for round in 0..3 {
         // Served by the pool only when a sandbox is ready (else cold, which this checks not).
@@ -567,7 +614,7 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
     // cold, with the same result contract.
     let v = execute(
         &server,
-        json!({"code": "import sys\nprint(sys.orig_argv[7:8] == ['--pooled'])", "limits": {"memory_mb": 512}}),
+        json!({"code": "import sys\nprint('--pooled' in sys.orig_argv)", "limits": {"memory_mb": 512}}),
     )
     .json();
     assert_eq!(v["output"], "False\n", "{v}");

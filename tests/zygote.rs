@@ -110,6 +110,9 @@ const SAME_AS_COLD: &[&str] = &[
     "import sys, io\nsys.stdout = io.TextIOWrapper(open(1, 'wb', closefd=False), write_through=False)\nprint('buffered to the end')",
     "import threading, time\nt = threading.Thread(target=lambda: (time.sleep(0.05), print('daemon')), daemon=True)\nt.start()\nprint('main')",
     "class Late:\n    def __del__(self):\n        print('cycle collected')\na = Late(); a.me = a\ndel a\nprint('end')",
+    // The C library's idea of the main thread's id (issue 18, item 6): stale in a raw fork.
+    "import threading, time\nclock = time.pthread_getcpuclockid(threading.get_ident())\nprint(time.clock_gettime(clock) >= 0)",
+    "import signal, threading, time\nsignal.signal(signal.SIGUSR1, lambda *a: print('got it'))\nt = threading.Thread(target=signal.pthread_kill, args=(threading.main_thread().ident, signal.SIGUSR1))\nt.start(); t.join(); time.sleep(0.05)\nprint('end')",
 ];
 
 native_test!(runs_forked_from_the_zygote_behave_as_cold_runs, {

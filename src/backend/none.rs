@@ -72,6 +72,8 @@ fn run(
             RunnerArgs {
                 report_fd: fds::REPORT,
                 code_path: code_path.to_string_lossy().into_owned(),
+                // The host's directory: off, as for an interpreter started in it with -I.
+                import_dir: None,
                 pooled: None,
             },
             code_environment(&work, &work),

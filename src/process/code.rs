@@ -69,7 +69,12 @@ pub(crate) fn main(
         return err;
     }
     match start {
-        CodeStart::Exec => isolation::exec(&exec.program, &exec.argv, &exec.envp),
+        CodeStart::Exec => {
+            // What the caller ignored or blocked stays with the caller (the interpreter
+            // forked from the zygote started with the defaults: see `EmbeddedPython`).
+            sys::reset_signals_to_defaults();
+            isolation::exec(&exec.program, &exec.argv, &exec.envp)
+        }
         CodeStart::Embedded { python, site_done } => {
             // The equivalent of a successful exec: the setup-error channel closes here.
             // SAFETY: `errors_fd` is the init's setup-error pipe, inherited through the fork;

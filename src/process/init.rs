@@ -121,8 +121,10 @@ fn fork_code_process(
     errors: &mut PipeWriter,
 ) -> std::io::Result<libc::pid_t> {
     let exec = code::Exec::prepare(config)?;
+    // The C library's fork: the code's process (in which an interpreter forked from the
+    // zygote goes on running) must know its own thread id, as a fresh process does.
     // SAFETY: the init is single-threaded (a fresh clone of the single-threaded helper).
-    match unsafe { isolation::fork() }? {
+    match unsafe { isolation::fork_as_libc_does() }? {
         Forked::Child => {
             let err = code::main(config, policy, &exec, start, errors.as_raw_fd());
             let _ = writeln!(errors, "starting the interpreter: {err}");

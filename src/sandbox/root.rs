@@ -1,6 +1,6 @@
 //! The sandbox's filesystem: a fresh tmpfs root holding read-only binds of only what the
 //! interpreter needs, generated `/etc` files, a fresh `/proc` with sensitive files masked, a
-//! tiny `/dev`, private size- and inode-limited tmpfs for `/tmp`, `/dev/shm` and `/work`, and
+//! tiny `/dev` with its own devpts instance, private size- and inode-limited tmpfs for `/tmp`, `/dev/shm` and `/work`, and
 //! the code at `/code/main.py`. Every mount is `nosuid`; all but the device binds `nodev`.
 //! Built by the init, in its own mount namespace, before `pivot_root`.
 
@@ -18,6 +18,10 @@ use crate::sys::mount::{
 };
 
 const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+/// How many pseudo-terminals a sandbox may hold at once: a few for `pty`, `pexpect` and
+/// asyncio's pty pipes, and a small share of the kernel's (`kernel.pty.max`, of which
+/// instances other than the host's cannot take the reserved part).
+const PTY_MAX: u32 = 64;
 /// Files of /proc that reveal or touch the host kernel: hidden behind /dev/null.
 const PROC_MASKED_FILES: [&str; 7] = [
     "kcore",
@@ -227,7 +231,9 @@ fn mount_dev(config: &SandboxConfig, sources: &HostSources<'_>) -> std::io::Resu
         File::create(&target)?;
         bind(&fd_path(fd), &target, ATTR_NOSUID | ATTR_NOEXEC)?;
     }
+    mount_private_devpts()?;
     for (link, target) in [
+        ("ptmx", "pts/ptmx"),
         ("fd", "/proc/self/fd"),
         ("stdin", "/proc/self/fd/0"),
         ("stdout", "/proc/self/fd/1"),
@@ -236,6 +242,18 @@ fn mount_dev(config: &SandboxConfig, sources: &HostSources<'_>) -> std::io::Resu
         std::os::unix::fs::symlink(target, Path::new("dev").join(link))?;
     }
     private_tmpfs("dev/shm", config.tmp_bytes, "1777", libc::MS_NOEXEC)
+}
+
+/// Pseudo-terminals the sandbox's own: a new devpts instance (none of the host's terminals
+/// in it), its `ptmx` open to the sandbox user, and at most [`PTY_MAX`] of them at a time.
+fn mount_private_devpts() -> std::io::Result<()> {
+    std::fs::create_dir_all("dev/pts")?;
+    mount_fs(
+        "devpts",
+        Path::new("dev/pts"),
+        libc::MS_NOSUID | libc::MS_NOEXEC,
+        &format!("newinstance,ptmxmode=0666,mode=0620,max={PTY_MAX}"),
+    )
 }
 
 /// The code, read-only, at [`CODE_PATH`].
@@ -262,7 +280,8 @@ fn pivot_and_seal() -> std::io::Result<()> {
 }
 
 /// Minimal generated /etc: who the sandbox user is, its hostname, and name resolution that
-/// knows only loopback.
+/// knows only loopback (and the host's services and protocols tables, when it has them,
+/// which are exposed).
 fn write_etc() -> std::io::Result<()> {
     std::fs::create_dir_all("etc")?;
     let files: [(&str, String); 6] = [
@@ -283,7 +302,7 @@ fn write_etc() -> std::io::Result<()> {
         ),
         (
             "nsswitch.conf",
-            "passwd: files\ngroup: files\nhosts: files\n".into(),
+            "passwd: files\ngroup: files\nhosts: files\nservices: files\nprotocols: files\nnetworks: files\n".into(),
         ),
         ("resolv.conf", String::new()),
     ];

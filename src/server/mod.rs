@@ -30,6 +30,7 @@ use thiserror::Error;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
 use crate::backend::{BackendKind, Cancel};
+use crate::interpreter::Interpreter;
 use crate::limits::Limits;
 use crate::lock::lock;
 use crate::result::ExecutionResult;
@@ -51,6 +52,9 @@ pub struct ServerConfig {
     pub sandbox_ttl: Duration,
     /// The docker backend's image.
     pub image: Option<String>,
+    /// The interpreter of native and `none` runs (default: the first real `python3` on
+    /// `PATH`): a virtual environment's, to import its packages.
+    pub python: Option<Interpreter>,
     /// The backend of requests that do not name one.
     pub default_sandbox: BackendKind,
     /// Native sandboxes kept started ahead (0: none).
@@ -200,6 +204,7 @@ impl AppState {
     async fn tool(self: &Arc<Self>, kind: BackendKind) -> Result<CodeExecutionTool, ApiError> {
         let cell = Arc::clone(lock(&self.tools).entry(kind).or_default());
         let image = self.config.image.clone();
+        let python = self.config.python.clone();
         let (pool, preload) = (self.config.pool, self.config.preload.clone());
         let built = cell
             .get_or_try_init(|| async move {
@@ -207,6 +212,9 @@ impl AppState {
                     let mut builder = CodeExecutionTool::builder().backend(kind);
                     if let Some(image) = image {
                         builder = builder.image(image);
+                    }
+                    if let Some(python) = python.filter(|_| kind != BackendKind::Docker) {
+                        builder = builder.interpreter(python);
                     }
                     if kind == BackendKind::Native && pool > 0 {
                         builder = builder.warm_pool(pool, preload);

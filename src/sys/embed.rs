@@ -239,15 +239,13 @@ impl EmbeddedPython {
     }
 }
 
-/// Undoes what our own runtime set up at start and an `execve` would reset — the stack-overflow
-/// handlers on SIGSEGV and SIGBUS and their alternate stack — before the interpreter records
-/// the dispositions it starts with, so that its `signal` module and its faults look as in a
-/// fresh `python3`.
+/// Undoes what our own runtime set up at start and what the caller handed on, as an `execve`
+/// of a fresh `python3` from a login shell would — the stack-overflow handlers on SIGSEGV and
+/// SIGBUS and their alternate stack, SIGPIPE ignored, any disposition or blocked signal the
+/// caller left — before the interpreter records the dispositions it starts with, so that its
+/// `signal` module and its faults look as in a fresh `python3`.
 fn forget_runtime_signal_handlers() {
-    for signal in [libc::SIGSEGV, libc::SIGBUS] {
-        // SAFETY: restoring the default disposition takes no pointers from us.
-        unsafe { libc::signal(signal, libc::SIG_DFL) };
-    }
+    super::signals::reset_signals_to_defaults();
     let disable = libc::stack_t {
         ss_sp: std::ptr::null_mut(),
         ss_flags: libc::SS_DISABLE,

@@ -135,6 +135,24 @@ pub unsafe fn fork() -> io::Result<Forked> {
     unsafe { fork_into_namespaces(0) }
 }
 
+/// The C library's `fork()`: a plain fork, after which the child's C-library thread
+/// descriptor holds the child's own thread id. A raw clone leaves the parent's id there, so
+/// that `pthread_kill`, `pthread_getcpuclockid` and the like on the main thread fail in the
+/// child — for an interpreter forked from the zygote, in the code's own process. Runs the
+/// fork handlers registered with `pthread_atfork`.
+///
+/// # Safety
+/// As for [`fork_into_namespaces`]: this process must be single-threaded.
+pub unsafe fn fork_as_libc_does() -> io::Result<Forked> {
+    // SAFETY: the caller guarantees this process is single-threaded, so no lock is held by
+    // another thread in the child's copy of memory; fork takes no pointers.
+    let ret = unsafe { libc::fork() };
+    match check(ret as libc::c_long, "fork")? {
+        0 => Ok(Forked::Child),
+        pid => Ok(Forked::Parent(pid as libc::pid_t)),
+    }
+}
+
 /// Enters new namespaces of the given kinds (`unshare(2)`).
 pub fn unshare(flags: libc::c_int) -> io::Result<()> {
     // SAFETY: unshare takes an integer and touches no memory.

@@ -11,8 +11,10 @@ pub mod memfd;
 pub mod mount;
 mod process;
 mod remove;
+mod signals;
 
 pub use isolation::landlock_abi;
 pub use kill::*;
 pub use process::*;
 pub use remove::remove_tree;
+pub use signals::reset_signals_to_defaults;

@@ -22,7 +22,9 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
 }
 
 /// What a child process does between fork and exec, prepared before the fork so that the
-/// hook itself neither allocates nor takes locks.
+/// hook itself neither allocates nor takes locks. A child that execs also starts with default
+/// signal dispositions and an empty signal mask, whatever this process inherited (a child
+/// forked without exec keeps them: the zygote's helpers carry its interpreter's handlers).
 #[derive(Debug, Clone, Default)]
 pub struct ChildSetup {
     /// `(source, target)`: source fds (numbered above every target, see [`dup_at_least`]) to
@@ -40,16 +42,20 @@ impl ChildSetup {
     /// Installs the setup as `cmd`'s pre-exec hook.
     pub fn apply(self, cmd: &mut Command) {
         let setup = self;
-        // SAFETY: the closure runs in the forked child before exec. It only calls dup2,
-        // close_range/close, getrlimit/setrlimit and setpgid, which are async-signal-safe, on
+        // SAFETY: the closure runs in the forked child before exec. It only calls sigaction,
+        // sigprocmask, dup2, close_range/close, getrlimit/setrlimit and setpgid, which are
+        // async-signal-safe, on
         // data prepared before the fork; it does not allocate or lock.
         unsafe {
-            cmd.pre_exec(move || setup.run_in_child());
+            cmd.pre_exec(move || {
+                super::signals::reset_signals_to_defaults();
+                setup.run_in_child()
+            });
         }
     }
 
     /// Applies the setup to this very process: for a child forked without `Command` (the
-    /// zygote's helpers). Same calls as the pre-exec hook.
+    /// zygote's helpers). The pre-exec hook's calls but the signal reset.
     ///
     /// # Safety
     /// The fds it overwrites and closes may have owners in this process: call it only in a

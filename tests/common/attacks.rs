@@ -83,11 +83,16 @@ macro_rules! attack_suite {
                 memory_bomb_is_a_memory_limit,
                 many_processes_summing_over_the_memory_limit,
                 fork_bomb_is_contained,
+                the_pids_limit_is_the_codes_own_count,
+                files_written_to_the_work_directory_import,
+                the_streams_encode_as_natively,
+                name_services_answer_without_a_network,
                 host_processes_are_invisible_and_unkillable,
                 host_secrets_stay_out,
                 posture_inside,
                 setuid_binaries_and_device_nodes_grant_nothing,
                 host_loopback_services_are_unreachable,
+                netlink_reads_the_sandboxes_own_interfaces_and_changes_nothing,
                 monitoring_reads_the_sandbox_from_outside,
                 output_cap_stops_a_flood,
                 forged_records_cannot_say_nothing_ran,
@@ -130,6 +135,8 @@ pub fn success_and_identity(t: Target) {
 pub fn syntax_and_runtime_errors(t: Target) {
     let (r, status) = t.run("def f(:\n  pass", &[]);
     assert_eq!((status, r["error_type"].clone()), (1, "SyntaxError".into()));
+    // Refused before it ran, a result still says how its limits are held (issue 18, item 9).
+    assert!(r["limits_enforced"].is_object(), "{r}");
     assert_eq!(r["line"], 1);
     let (r, status) = t.run("print('before')\n{}['missing']", &[]);
     assert_eq!(status, 1);
@@ -201,6 +208,53 @@ pub fn many_processes_summing_over_the_memory_limit(t: Target) {
     assert_eq!(r["error_type"], "MemoryLimit", "{r}");
     // The parent itself survived; the verdict comes from the cgroup, not from the main process.
     assert_eq!(output(&r), "children killed by SIGKILL: True\n", "{r}");
+}
+
+/// `--pids 10` gives the code 10 tasks, its main thread included, on every backend (issue 18,
+/// item 9: docker's own processes took 4 of them, the native init 1).
+pub fn the_pids_limit_is_the_codes_own_count(t: Target) {
+    if !t.has_cgroup() {
+        skip_loudly(
+            "the_pids_limit_is_the_codes_own_count",
+            "without a cgroup the limit is RLIMIT_NPROC, counted over the whole uid",
+        );
+        return;
+    }
+    let code = "import threading\nn = 0\nev = threading.Event()\ntry:\n    while True:\n        threading.Thread(target=ev.wait).start(); n += 1\nexcept RuntimeError:\n    pass\nev.set()\nprint('tasks', 1 + n)";
+    let (r, status) = t.run(code, &["--pids", "10"]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "tasks 10\n", "{r}");
+}
+
+/// A module the code writes to its work directory imports, as with `python -c` (issue 18,
+/// item 5); a shadowing name from the work directory comes first, as there.
+pub fn files_written_to_the_work_directory_import(t: Target) {
+    let code = "open('helper_mod.py', 'w').write('x = 41')\nimport helper_mod, sys\nprint(helper_mod.x + 1, helper_mod.__file__, sys.path[0])";
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "42 /work/helper_mod.py /work\n", "{r}");
+}
+
+/// Standard streams encode as CPython's own do under C.UTF-8 (issue 18, item 9): a lone
+/// surrogate escape prints as its byte on every backend (docker's wrapper raised).
+pub fn the_streams_encode_as_natively(t: Target) {
+    let code = "import sys\nprint('\\udc80')\nprint(sys.stdout.errors, sys.stderr.errors, sys.stdout.encoding)";
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "\u{fffd}\nsurrogateescape backslashreplace utf-8\n",
+        "{r}"
+    );
+}
+
+/// What a host without network still answers (issue 18, item 2): service and protocol names,
+/// `getaddrinfo` with a service name, the sandbox's own host name.
+pub fn name_services_answer_without_a_network(t: Target) {
+    let code = "import socket\nprint(socket.getservbyname('http'), socket.getservbyname('https', 'tcp'), socket.getservbyport(22))\nprint(socket.getprotobyname('tcp'), socket.getprotobyname('udp'))\nprint(sorted({ai[4][1] for ai in socket.getaddrinfo('localhost', 'https', type=socket.SOCK_STREAM)}))\nprint(socket.gethostbyname(socket.gethostname()))";
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "80 443 ssh\n6 17\n[443]\n127.0.0.1\n", "{r}");
 }
 
 pub fn fork_bomb_is_contained(t: Target) {
@@ -353,6 +407,61 @@ except OSError as e:
     let lines: Vec<&str> = output(&r).lines().collect();
     assert_eq!(lines[..2], ["su refused True", "mknod 1"], "{r}");
     assert!(lines.len() == 3 && setuid.contains(&lines[2]), "{r}");
+}
+
+/// `NETLINK_ROUTE` is open for reading the sandbox's own interfaces (issue 18, item 1):
+/// `if_nameindex` works. Changing an address or a link is refused (no CAP_NET_ADMIN), and
+/// every other netlink protocol — XFRM among them, the 2026 page-cache exploits' way in —
+/// stays refused.
+pub fn netlink_reads_the_sandboxes_own_interfaces_and_changes_nothing(t: Target) {
+    let code = r#"
+import socket, struct, errno
+print(socket.if_nameindex())
+def request(kind, flags, body):
+    s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+    s.settimeout(5)
+    s.bind((0, 0))
+    s.send(struct.pack('=IHHII', 16 + len(body), kind, flags, 1, 0) + body)
+    replies = []
+    while True:
+        data = s.recv(65536)
+        at = 0
+        while at < len(data):
+            length, rtype = struct.unpack_from('=IH', data, at)
+            if rtype == 2:  # NLMSG_ERROR: 0 is the ACK
+                return replies, -struct.unpack_from('=i', data, at + 16)[0]
+            if rtype == 3:  # NLMSG_DONE
+                return replies, 0
+            replies.append(data[at:at + length])
+            at += (length + 3) & ~3
+lo = socket.if_nametoindex('lo')
+REQUEST, ACK, DUMP, CREATE, EXCL = 1, 4, 0x300, 0x400, 0x200
+addr = socket.inet_aton('10.9.8.7')
+attrs = struct.pack('=HH', 8, 2) + addr + struct.pack('=HH', 8, 1) + addr  # IFA_LOCAL, IFA_ADDRESS
+_, err = request(20, REQUEST | ACK | CREATE | EXCL, struct.pack('=BBBBI', 2, 24, 0, 0, lo) + attrs)
+print('add address', errno.errorcode.get(err, err))
+_, err = request(19, REQUEST | ACK, struct.pack('=BxHiII', 0, 0, lo, 0, 1))  # lo down
+print('link down', errno.errorcode.get(err, err))
+addresses, err = request(22, REQUEST | DUMP, struct.pack('=BBBBI', 0, 0, 0, 0, 0))
+print('dump', err, len(addresses) > 0, any(addr in a for a in addresses))
+print('lo up', socket.if_nameindex() == [(lo, 'lo')])
+for name, protocol in [('xfrm', 6), ('netfilter', 12), ('uevent', 15), ('audit', 9),
+                       ('sock_diag', 4), ('generic', 16)]:
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, protocol).close()
+        print(name, 'OPENED')
+    except OSError as e:
+        print(name, errno.errorcode.get(e.errno, e.errno))
+"#;
+    let (r, status) = t.run(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(
+        output(&r),
+        "[(1, 'lo')]\nadd address EPERM\nlink down EPERM\ndump 0 True False\nlo up True\n\
+         xfrm EPERM\nnetfilter EPERM\nuevent EPERM\naudit EPERM\nsock_diag EPERM\ngeneric EPERM\n",
+        "{r}"
+    );
+    t.assert_clean("never-a-tag-of-this-test");
 }
 
 pub fn host_loopback_services_are_unreachable(t: Target) {

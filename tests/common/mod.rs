@@ -106,6 +106,51 @@ pub fn run_code(code: &str, extra: &[&str]) -> (Value, i32) {
     (run.json(), run.status)
 }
 
+// ---- a caller that ignores and blocks signals (issue 18, item 7) -----------------------------
+
+/// Starts the rest of its argv as a background job or a service manager may: SIGINT, SIGHUP,
+/// SIGQUIT and SIGUSR2 ignored, SIGUSR1 and SIGALRM blocked.
+const UNDER_IGNORED_SIGNALS: &str = "import os, signal, sys\n\
+for s in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2): signal.signal(s, signal.SIG_IGN)\n\
+signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR1, signal.SIGALRM})\n\
+os.execv(sys.argv[1], sys.argv[1:])";
+
+/// A `Command` running `program` under [`UNDER_IGNORED_SIGNALS`].
+pub fn command_under_ignored_signals(program: &str) -> Command {
+    let mut command = Command::new("/usr/bin/python3");
+    command.args(["-c", UNDER_IGNORED_SIGNALS, program]);
+    command
+}
+
+/// Code that prints the dispositions and the mask it started with, and a child's.
+pub const PRINT_SIGNALS: &str = "import signal, subprocess\n\
+names = {signal.SIG_DFL: 'default', signal.SIG_IGN: 'ignored', signal.default_int_handler: 'python'}\n\
+print([names.get(signal.getsignal(s), 'other') for s in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR2)], sorted(signal.pthread_sigmask(signal.SIG_BLOCK, [])))\n\
+print(subprocess.run(['grep', '-E', '^Sig(Blk|Ign)', '/proc/self/status'], capture_output=True, text=True).stdout, end='')";
+
+/// What [`PRINT_SIGNALS`] prints in a fresh `python3` started from a login shell.
+pub const DEFAULT_SIGNALS: &str = "['python', 'default', 'default', 'default'] []\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n";
+
+/// `code-exec run --json -c PRINT_SIGNALS ARGS...` started under ignored and blocked signals:
+/// the code must see the defaults.
+pub fn assert_signals_of_the_caller_stay_out(args: &[&str]) {
+    let output = command_under_ignored_signals(&bin())
+        .args(["run", "--json", "-c", PRINT_SIGNALS])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let r: Value = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(r["success"], true, "{r}");
+    assert_eq!(r["output"], DEFAULT_SIGNALS, "{r}");
+}
+
 /// A fresh, unique marker to find processes and files of one test.
 pub fn marker(name: &str) -> String {
     let nanos = std::time::SystemTime::now()
@@ -522,6 +567,12 @@ pub struct Server {
 impl Server {
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
         Server::spawn(Command::new(bin()), args, env)
+    }
+
+    /// The same, started by a caller that ignores and blocks signals
+    /// ([`command_under_ignored_signals`]).
+    pub fn start_under_ignored_signals(args: &[&str]) -> Server {
+        Server::spawn(command_under_ignored_signals(&bin()), args, &[])
     }
 
     /// The same with the server's open-file limit (soft and hard) set to `fds`.

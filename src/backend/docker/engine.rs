@@ -28,6 +28,7 @@ use crate::backend::{CANCEL_POLL, Cancel};
 use crate::cgroup::RunCgroup;
 use crate::limits::Limits;
 use crate::result::Sample;
+use crate::sandbox::SANDBOX_HOSTNAME;
 
 /// Every container we create carries this label (value "1").
 pub const LABEL: &str = "code-exec";
@@ -117,11 +118,16 @@ pub struct ContainerSpec<'a> {
     pub limits: Limits,
 }
 
-/// Limits as the engine takes them.
+/// The container's own tasks besides the code's: its init, the idle main process and the
+/// execution's wrapper.
+const CONTAINER_OWN_TASKS: i64 = 3;
+
+/// Limits as the engine takes them. `pids` counts the code's processes and threads, its main
+/// process included, as on every backend: the container's own tasks come on top.
 fn resources(limits: &Limits) -> (i64, i64, i64) {
     let memory = limits.memory_mb.bytes() as i64;
     let nano_cpus = (limits.cpu.get() * 1e9).round() as i64;
-    let pids = i64::from(limits.pids.get());
+    let pids = i64::from(limits.pids.get()) + CONTAINER_OWN_TASKS;
     (memory, nano_cpus, pids)
 }
 
@@ -375,6 +381,8 @@ impl Engine {
         );
         let host_config = HostConfig {
             network_mode: Some("none".into()),
+            // The sandbox's own name resolves, as natively (the generated /etc/hosts).
+            extra_hosts: Some(vec![format!("{SANDBOX_HOSTNAME}:127.0.0.1")]),
             memory: Some(memory),
             memory_swap: Some(memory),
             memory_swappiness: None,
@@ -427,8 +435,9 @@ impl Engine {
             cmd: Some(Vec::new()),
             user: Some(CONTAINER_USER.into()),
             working_dir: Some(WORK_DIR.into()),
-            hostname: Some("sandbox".into()),
-            network_disabled: Some(true),
+            hostname: Some(SANDBOX_HOSTNAME.into()),
+            // Network mode `none` (a namespace with loopback only), not `network_disabled`:
+            // with that the engine leaves /etc/hosts empty and even `localhost` fails.
             attach_stdin: Some(false),
             attach_stdout: Some(false),
             attach_stderr: Some(false),

@@ -29,7 +29,8 @@ pub const DEFAULT_IMAGE: &str = "python:3.11-slim";
 /// The in-container wrapper (see its header).
 const WRAPPER: &str = include_str!("wrapper.py");
 
-/// The exec's argv: the wrapper, then the runner it hands to the code's interpreter.
+/// The exec's argv: the wrapper, then the runner it hands to the code's interpreter and the
+/// work directory it puts first on the code's `sys.path`.
 fn wrapper_argv() -> Vec<String> {
     vec![
         "python3".into(),
@@ -37,6 +38,7 @@ fn wrapper_argv() -> Vec<String> {
         "-c".into(),
         WRAPPER.into(),
         RUNNER.into(),
+        engine::WORK_DIR.into(),
     ]
 }
 

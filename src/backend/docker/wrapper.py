@@ -1,5 +1,6 @@
 # code-exec docker wrapper: started by an exec as the container's root (with CAP_SETUID and
-# CAP_SETGID only), once per execution. argv[1] is the runner script. stdin carries
+# CAP_SETGID only), once per execution. argv[1] is the runner script, argv[2] the work
+# directory (first on the code's sys.path, as natively). stdin carries
 # "<nonce> <code length>\n", the code, then the code's own stdin until EOF.
 # The wrapper forks the code's process first, before it reads anything: the nonce never
 # enters that process's memory, not even as freed bytes. The child drops to the sandbox user
@@ -121,14 +122,17 @@ def _run_child(report_w, code_r, setup_w, workdir):
     os.dup2(report_w, 3)
     os.closerange(4, 1 << 16)
     # Unbuffered, as -u gives: output written before a kill is not lost.
-    for fd, name, errors in ((1, "stdout", "strict"), (2, "stderr", "backslashreplace")):
+    # The error handlers CPython picks under C.UTF-8 (a locale-coercion target), as natively:
+    # a lone surrogate escape prints as its byte.
+    for fd, name, errors in ((1, "stdout", "surrogateescape"), (2, "stderr", "backslashreplace")):
         stream = io.TextIOWrapper(
             io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors=errors, write_through=True
         )
         setattr(sys, name, stream)
         setattr(sys, "__%s__" % name, stream)
-    runner = sys.argv[1]
-    sys.argv = ["-c", "3", path]
+    runner, work_dir = sys.argv[1], sys.argv[2]
+    # The runner's argv: report fd, code file, and the work directory first on sys.path.
+    sys.argv = ["-c", "3", path, work_dir]
     exec(compile(runner, "<code-exec runner>", "exec"), {"__name__": "__code_exec_runner__"})
     sys.exit(0)
 

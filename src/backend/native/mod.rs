@@ -270,6 +270,7 @@ impl NativeBackend {
         let runner = RunnerArgs {
             report_fd: fds::REPORT,
             code_path: CODE_PATH.into(),
+            import_dir: Some(WORK_DIR.into()),
             pooled,
         };
         SandboxConfig {
@@ -315,11 +316,16 @@ struct Place<'a> {
     work_holder: Option<WorkHolderRef>,
 }
 
+/// The sandbox's own tasks in its cgroup: the init.
+const SANDBOX_OWN_TASKS: u32 = 1;
+
+/// The run cgroup's limits. `pids` counts the code's processes and threads, its main process
+/// included, as on every backend: the cgroup also holds the init.
 fn cgroup_limits(limits: &Limits) -> CgroupLimits {
     CgroupLimits {
         memory_bytes: limits.memory_mb.bytes(),
         cpu: limits.cpu.get(),
-        pids: limits.pids.get(),
+        pids: limits.pids.get() + SANDBOX_OWN_TASKS,
     }
 }
 

@@ -13,7 +13,7 @@ use seccompiler::{
 
 #[cfg(test)]
 use super::policy::{ALLOWED, verdicts};
-use super::policy::{NAMESPACE_FLAGS, SOCKET_FAMILIES, Verdict};
+use super::policy::{NAMESPACE_FLAGS, NETLINK_PROTOCOL, SOCKET_FAMILIES, Verdict};
 
 #[cfg(target_arch = "x86_64")]
 pub(super) fn target_arch() -> Result<seccompiler::TargetArch, String> {
@@ -33,6 +33,7 @@ const RET_K: u16 = 0x06;
 const DATA_NR: u32 = 0;
 const DATA_ARCH: u32 = 4;
 const DATA_ARG0_LOW: u32 = 16;
+const DATA_ARG2_LOW: u32 = 32;
 #[cfg(target_arch = "x86_64")]
 const AUDIT_ARCH: u32 = 0xc000_003e;
 const RET_ALLOW: u32 = libc::SECCOMP_RET_ALLOW;
@@ -123,9 +124,14 @@ fn leaf(verdict: Verdict) -> Vec<sock_filter> {
             let [a, b, c] = SOCKET_FAMILIES.map(|f| f as u32);
             vec![
                 op(LD_W_ABS, DATA_ARG0_LOW),
-                jump(JMP_JEQ_K, a, 3, 0),
-                jump(JMP_JEQ_K, b, 2, 0),
-                jump(JMP_JEQ_K, c, 1, 0),
+                jump(JMP_JEQ_K, a, 7, 0),
+                jump(JMP_JEQ_K, b, 6, 0),
+                jump(JMP_JEQ_K, c, 5, 0),
+                jump(JMP_JEQ_K, libc::AF_NETLINK as u32, 1, 0),
+                op(RET_K, RET_DENY),
+                // Netlink: only the one protocol (the third argument).
+                op(LD_W_ABS, DATA_ARG2_LOW),
+                jump(JMP_JEQ_K, NETLINK_PROTOCOL as u32, 1, 0),
                 op(RET_K, RET_DENY),
                 op(RET_K, RET_ALLOW),
             ]
@@ -165,6 +171,23 @@ mod tests {
                 SeccompRule::new(vec![cond]).unwrap()
             })
             .collect();
+        let dword_eq = |index, value: i32| {
+            SeccompCondition::new(
+                index,
+                SeccompCmpArgLen::Dword,
+                SeccompCmpOp::Eq,
+                value as u64,
+            )
+            .unwrap()
+        };
+        let mut families: Vec<SeccompRule> = families;
+        families.push(
+            SeccompRule::new(vec![
+                dword_eq(0, libc::AF_NETLINK),
+                dword_eq(2, NETLINK_PROTOCOL),
+            ])
+            .unwrap(),
+        );
         rules.insert(libc::SYS_socket, families);
         let filter = SeccompFilter::new(
             rules,
@@ -254,21 +277,37 @@ mod tests {
         let mut numbers: Vec<u32> = (0..1100).collect();
         numbers.extend((0..600).map(|n| 0x4000_0000 | n));
         numbers.extend([0x3fff_ffff, 0x8000_0000, u32::MAX - 1, u32::MAX]);
+        // The third argument matters to socket(AF_NETLINK, _, protocol) only.
+        let arg2s = [
+            libc::NETLINK_ROUTE as u64,
+            libc::NETLINK_XFRM as u64,
+            libc::NETLINK_NETFILTER as u64,
+            libc::NETLINK_KOBJECT_UEVENT as u64,
+            (1 << 32) | libc::NETLINK_ROUTE as u64,
+            u64::MAX,
+        ];
         let mut checked = 0;
         for arch in [AUDIT_ARCH, 0x4000_0003, 0xc000_00b7] {
             for &nr in &numbers {
                 for &arg0 in &arg0s {
-                    let args = [arg0, 0, 0, 0, 0, 0];
-                    assert_eq!(
-                        evaluate(&compact, arch, nr, args),
-                        evaluate(&reference, arch, nr, args),
-                        "arch {arch:#x} nr {nr} arg0 {arg0:#x}"
-                    );
-                    checked += 1;
+                    let arg2s: &[u64] = if nr == libc::SYS_socket as u32 {
+                        &arg2s
+                    } else {
+                        &arg2s[..1]
+                    };
+                    for &arg2 in arg2s {
+                        let args = [arg0, 0, arg2, 0, 0, 0];
+                        assert_eq!(
+                            evaluate(&compact, arch, nr, args),
+                            evaluate(&reference, arch, nr, args),
+                            "arch {arch:#x} nr {nr} arg0 {arg0:#x} arg2 {arg2:#x}"
+                        );
+                        checked += 1;
+                    }
                 }
             }
         }
-        assert_eq!(checked, 3 * numbers.len() * arg0s.len());
+        assert_eq!(checked, 3 * (numbers.len() + arg2s.len() - 1) * arg0s.len());
         // And the decisions themselves, for a few known calls.
         let allow =
             |nr: i64, arg0: u64| evaluate(&compact, AUDIT_ARCH, nr as u32, [arg0, 0, 0, 0, 0, 0]);
@@ -277,7 +316,28 @@ mod tests {
         assert_eq!(allow(libc::SYS_clone, libc::SIGCHLD as u64), RET_ALLOW);
         assert_eq!(allow(libc::SYS_clone, libc::CLONE_NEWUSER as u64), RET_DENY);
         assert_eq!(allow(libc::SYS_socket, libc::AF_INET as u64), RET_ALLOW);
-        assert_eq!(allow(libc::SYS_socket, libc::AF_NETLINK as u64), RET_DENY);
+        let socket = |family: i32, protocol: i32| {
+            let args = [
+                family as u64,
+                libc::SOCK_RAW as u64,
+                protocol as u64,
+                0,
+                0,
+                0,
+            ];
+            evaluate(&compact, AUDIT_ARCH, libc::SYS_socket as u32, args)
+        };
+        assert_eq!(socket(libc::AF_NETLINK, libc::NETLINK_ROUTE), RET_ALLOW);
+        for refused in [
+            libc::NETLINK_XFRM,
+            libc::NETLINK_NETFILTER,
+            libc::NETLINK_KOBJECT_UEVENT,
+            libc::NETLINK_AUDIT,
+            libc::NETLINK_SOCK_DIAG,
+        ] {
+            assert_eq!(socket(libc::AF_NETLINK, refused), RET_DENY, "{refused}");
+        }
+        assert_eq!(socket(libc::AF_PACKET, 0), RET_DENY);
         assert_eq!(
             evaluate(&compact, 0x4000_0003, libc::SYS_read as u32, [0; 6]),
             libc::SECCOMP_RET_KILL_PROCESS

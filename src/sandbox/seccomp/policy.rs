@@ -1,6 +1,6 @@
 //! What the sandbox's seccomp policy allows, and why: a default-deny allowlist (blocked
 //! calls fail with EPERM), with argument checks for `clone` (no namespace flags) and `socket`
-//! (only AF_UNIX, AF_INET, AF_INET6). Data only; `bpf` compiles it. Read in the helper or the
+//! (only AF_UNIX, AF_INET, AF_INET6, and AF_NETLINK for NETLINK_ROUTE alone). Data only; `bpf` compiles it. Read in the helper or the
 //! zygote, where the policy is built.
 
 use std::collections::BTreeMap;
@@ -16,6 +16,13 @@ pub(super) const NAMESPACE_FLAGS: u64 = (libc::CLONE_NEWNS
 
 /// Socket families code may open: local sockets and IP (which only reaches loopback inside).
 pub(super) const SOCKET_FAMILIES: [i32; 3] = [libc::AF_UNIX, libc::AF_INET, libc::AF_INET6];
+
+/// The one netlink protocol code may open (`socket(AF_NETLINK, _, NETLINK_ROUTE)`): reading
+/// the sandbox's own interfaces, addresses and routes, as `socket.if_nameindex()` and glibc's
+/// `getaddrinfo` address-family detection do. Changing them needs CAP_NET_ADMIN, which the
+/// code does not have; every other netlink protocol (XFRM, netfilter, uevents, audit, …)
+/// stays refused.
+pub(super) const NETLINK_PROTOCOL: i32 = libc::NETLINK_ROUTE;
 
 /// Declares [`ALLOWED`] and [`ALLOWED_NAMES`] from one list (the names are what a Docker
 /// seccomp profile speaks).
@@ -319,7 +326,7 @@ pub(super) enum Verdict {
     Deny,
     /// `clone`: allowed without namespace flags.
     Clone,
-    /// `socket`: allowed for the permitted families.
+    /// `socket`: allowed for the permitted families, and netlink for [`NETLINK_PROTOCOL`].
     Socket,
 }
 

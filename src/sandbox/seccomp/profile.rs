@@ -1,13 +1,14 @@
 //! The sandbox's seccomp policy as a Docker (OCI) seccomp profile, so that a container refuses
 //! what the native sandbox refuses: the same allowlist by name, `clone` without namespace
-//! flags, `socket` of the same families only, `clone3` answering ENOSYS, everything else
+//! flags, `socket` of the same families only (netlink for NETLINK_ROUTE alone), `clone3`
+//! answering ENOSYS, everything else
 //! EPERM, other architectures' calls refused. Docker's default profile lets `ptrace`,
 //! `io_uring_*` and `personality` through and every socket family, vsock among them. Built on
 //! the host by the docker backend when it creates a container.
 
 use serde_json::{Value, json};
 
-use super::policy::{ALLOWED_NAMES, NAMESPACE_FLAGS, SOCKET_FAMILIES};
+use super::policy::{ALLOWED_NAMES, NAMESPACE_FLAGS, NETLINK_PROTOCOL, SOCKET_FAMILIES};
 
 /// The profile, as the engine's `seccomp=` security option takes it.
 pub(crate) fn docker_profile() -> String {
@@ -32,6 +33,14 @@ fn profile() -> Value {
             "args": [{"index": 0, "value": family, "op": "SCMP_CMP_EQ"}],
         }));
     }
+    rules.push(json!({
+        "names": ["socket"],
+        "action": "SCMP_ACT_ALLOW",
+        "args": [
+            {"index": 0, "value": libc::AF_NETLINK, "op": "SCMP_CMP_EQ"},
+            {"index": 2, "value": NETLINK_PROTOCOL, "op": "SCMP_CMP_EQ"},
+        ],
+    }));
     rules.push(json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": libc::ENOSYS}));
     json!({
         "defaultAction": "SCMP_ACT_ERRNO",
@@ -81,13 +90,24 @@ mod tests {
             "{names:?}"
         );
         assert_eq!(p["defaultAction"], "SCMP_ACT_ERRNO");
-        let sockets: Vec<i64> = p["syscalls"]
+        // (family, protocol) of each socket rule; a rule's conditions all hold together.
+        let sockets: Vec<(i64, Option<i64>)> = p["syscalls"]
             .as_array()
             .unwrap()
             .iter()
             .filter(|r| r["names"][0] == "socket")
-            .map(|r| r["args"][0]["value"].as_i64().unwrap())
+            .map(|r| {
+                let args = r["args"].as_array().unwrap();
+                assert!(args.iter().all(|a| a["op"] == "SCMP_CMP_EQ"), "{r}");
+                let at = |index: i64| {
+                    args.iter()
+                        .find(|a| a["index"] == index)
+                        .map(|a| a["value"].as_i64().unwrap())
+                };
+                (at(0).unwrap(), at(2))
+            })
             .collect();
-        assert_eq!(sockets, [1, 2, 10]);
+        let netlink = (libc::AF_NETLINK as i64, Some(libc::NETLINK_ROUTE as i64));
+        assert_eq!(sockets, [(1, None), (2, None), (10, None), netlink]);
     }
 }
