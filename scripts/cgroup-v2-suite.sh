@@ -2,7 +2,11 @@
 # The native sandbox's suites on a pure cgroup v2 kernel, run inside the VM of
 # scripts/cgroup-v2-vm.sh as its root:
 #
-#   scripts/cgroup-v2-vm.sh scripts/cgroup-v2-suite.sh CODE_EXEC_BIN NATIVE_TESTS PERSISTENT_TESTS
+#   scripts/cgroup-v2-vm.sh scripts/cgroup-v2-suite.sh CODE_EXEC_BIN NATIVE_TESTS PERSISTENT_TESTS \
+#       SCIENCE_VENV
+#
+# SCIENCE_VENV: a virtual environment with numpy and matplotlib on this machine's /tmp (the VM
+# sees it read-only), for the native suite's test of them.
 #
 # 1. `code-exec doctor` must say that memory, CPU and pids are enforced by cgroup v2;
 #    what joining a v2 cgroup costs is measured (scripts/cgroup-join.py measure): the helper
@@ -18,6 +22,7 @@
 #    cgroup-enforced attacks again, with clone3 refused (scripts/cgroup-join.py without-clone3).
 set -eu
 bin=$1 native=$2 persistent=$3
+export CODE_EXEC_TEST_SCIENCE_VENV=$4
 here=$(cd "$(dirname "$0")" && pwd)
 export CI=true CODE_EXEC_BIN="$bin"
 step() { echo "== cgroup v2: $*"; }

@@ -437,6 +437,114 @@ native_test!(a_virtual_environment_is_exposed_read_only, {
     assert_eq!(output(&r), "42 False\nread-only\n");
 });
 
+/// Every Python 3 of this machine this user can run: Debian's, and each pyenv version.
+fn pythons_here() -> Vec<std::path::PathBuf> {
+    let mut found = vec![std::path::PathBuf::from("/usr/bin/python3")];
+    let root = std::env::var_os("PYENV_ROOT")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::Path::new(&std::env::var("HOME").unwrap_or_default()).join(".pyenv")
+        });
+    let mut versions: Vec<_> = std::fs::read_dir(root.join("versions"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('3'))
+        .map(|e| e.path().join("bin/python3"))
+        .filter(|p| p.is_file())
+        .collect();
+    versions.sort();
+    found.extend(versions);
+    found
+}
+
+// A virtual environment made from any interpreter starts and imports its own packages (issue
+// 18, item 4: one made from a pyenv Python failed with ENOENT, its base installation's links
+// and standard library not exposed). Only what the base installation needs is shown, read-only.
+native_test!(virtual_environments_of_every_python_here_work, {
+    let pythons = pythons_here();
+    eprintln!("virtual environments of: {pythons:?}");
+    let code = r#"
+import os, sys, json, sqlite3, ssl, ctypes, venvpkg
+print(venvpkg.MARK, sys.prefix != sys.base_prefix, sqlite3.connect(':memory:').execute('select 1').fetchone()[0])
+try:
+    open(os.path.join(os.path.dirname(os.__file__), 'planted.py'), 'w'); print('WROTE')
+except OSError:
+    print('read-only')
+parent = os.path.dirname(sys.base_prefix)
+print(parent == '/' or os.listdir(parent) == [os.path.basename(sys.base_prefix)])
+"#;
+    for base in pythons {
+        let dir = tempfile::tempdir().unwrap();
+        let venv = dir.path().join("venv");
+        let made = std::process::Command::new(&base)
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .unwrap();
+        assert!(made.success(), "{} -m venv", base.display());
+        let site = std::process::Command::new(venv.join("bin/python"))
+            .args([
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ])
+            .output()
+            .unwrap();
+        let site = std::path::PathBuf::from(String::from_utf8(site.stdout).unwrap().trim());
+        std::fs::create_dir_all(site.join("venvpkg")).unwrap();
+        std::fs::write(site.join("venvpkg/__init__.py"), "MARK = 42\n").unwrap();
+        let python = venv.join("bin/python");
+        let (r, status) = run_native(code, &["--python", python.to_str().unwrap()]);
+        assert_eq!(status, 0, "{}: {r}", base.display());
+        assert_eq!(
+            output(&r),
+            "42 True 1\nread-only\nTrue\n",
+            "{}: {r}",
+            base.display()
+        );
+    }
+});
+
+// The packages users bring most (issue 18, item 4): a virtual environment with numpy and
+// matplotlib, prepared by CI (`CODE_EXEC_TEST_SCIENCE_VENV`, see .ci/run), computes and draws.
+native_test!(numpy_and_matplotlib_of_a_virtual_environment_work, {
+    let Ok(venv) = std::env::var("CODE_EXEC_TEST_SCIENCE_VENV") else {
+        if std::env::var("CI").as_deref() == Ok("true") {
+            panic!("CI must prepare CODE_EXEC_TEST_SCIENCE_VENV (numpy, matplotlib)");
+        }
+        skip_loudly(
+            "numpy_and_matplotlib_of_a_virtual_environment_work",
+            "set CODE_EXEC_TEST_SCIENCE_VENV to a venv with numpy and matplotlib",
+        );
+        return;
+    };
+    let python = std::path::Path::new(&venv).join("bin/python");
+    let code = r#"
+import numpy as np, matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt
+a = np.arange(12).reshape(3, 4)
+print(int(a.sum()), np.linalg.inv(np.eye(3) * 2)[0, 0])
+fig, ax = plt.subplots()
+ax.plot(a[0], a[1])
+fig.savefig('/work/plot.png')
+print(open('/work/plot.png', 'rb').read(8) == b'\x89PNG\r\n\x1a\n')
+"#;
+    let (r, status) = run_native(
+        code,
+        &[
+            "--python",
+            python.to_str().unwrap(),
+            "--memory",
+            "512",
+            "--timeout",
+            "60",
+        ],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "66 0.5\nTrue\n", "{r}");
+});
+
 native_test!(memfd_and_sparse_files_are_bounded, {
     if !cgroups_or_skip("memfd_and_sparse_files_are_bounded") {
         return;

@@ -48,21 +48,64 @@ print(json.dumps(sorted(found)))
 pub(super) fn exposures_for(interpreter: &Interpreter) -> Result<Vec<Exposure>, String> {
     let mut candidates: Vec<PathBuf> = SYSTEM_PATHS.iter().map(PathBuf::from).collect();
     candidates.push(interpreter.path().to_owned());
+    // Every link from the program the sandbox execs to the binary, at its own path: a
+    // virtual environment's `bin/python` leads through its base installation's links.
+    candidates.extend(links_to_the_binary(interpreter.program()));
     // A virtual environment's packages import inside as they do outside.
     candidates.extend(interpreter.venv().map(Path::to_owned));
-    match conventional_layout(interpreter) {
+    let version = interpreter.version();
+    let prefix = interpreter.path().parent().and_then(Path::parent);
+    match prefix.and_then(|p| conventional_layout(p, version)) {
         Some(dirs) => candidates.extend(dirs),
         None => candidates.extend(probe_layout(interpreter)?),
     }
+    // The interpreter of a virtual environment finds its standard library from the `home`
+    // its `pyvenv.cfg` names, at that path (which may differ from the resolved one).
+    let home_prefix = interpreter.venv().and_then(venv_home_prefix);
+    if let Some(dirs) = home_prefix.and_then(|p| conventional_layout(&p, version)) {
+        candidates.extend(dirs);
+    }
     Ok(plan_exposures(candidates))
+}
+
+/// The symbolic links from `program` to the file they end at, each at its own path, and that
+/// file at the path the last link names (not resolving the directories above it).
+fn links_to_the_binary(program: &Path) -> Vec<PathBuf> {
+    let mut chain = Vec::new();
+    let mut path = program.to_owned();
+    // As the kernel, give up after 40 links (a loop).
+    for _ in 0..40 {
+        let Ok(target) = std::fs::read_link(&path) else {
+            break;
+        };
+        let next = match path.parent() {
+            Some(parent) if target.is_relative() => parent.join(&target),
+            _ => target,
+        };
+        chain.push(std::mem::replace(&mut path, next));
+    }
+    chain.push(path);
+    chain
+}
+
+/// The prefix of a virtual environment's base installation: the parent of the `home`
+/// directory its `pyvenv.cfg` names (`home = /opt/python/3.12/bin`).
+fn venv_home_prefix(venv: &Path) -> Option<PathBuf> {
+    let config = std::fs::read_to_string(venv.join("pyvenv.cfg")).ok()?;
+    let home = config.lines().find_map(|line| {
+        let (key, value) = line.split_once('=')?;
+        (key.trim() == "home").then(|| PathBuf::from(value.trim()))
+    })?;
+    Some(home.parent()?.to_owned())
 }
 
 /// The interpreter's directories where a standard installation puts them
 /// (`<prefix>/lib/pythonX.Y`, Debian's `<prefix>/lib/python3`, `<prefix>/local/lib/pythonX.Y`),
 /// found without starting it; `None` when its standard library is not there.
-fn conventional_layout(interpreter: &Interpreter) -> Option<Vec<PathBuf>> {
-    let prefix = interpreter.path().parent()?.parent()?;
-    let version = interpreter.version();
+fn conventional_layout(
+    prefix: &Path,
+    version: crate::syntax::PythonVersion,
+) -> Option<Vec<PathBuf>> {
     let versioned = format!("python{}.{}", version.major, version.minor);
     let stdlib = prefix.join("lib").join(&versioned);
     if !stdlib.join("os.py").is_file() {
