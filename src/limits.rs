@@ -134,6 +134,12 @@ const OUTPUT_RANGE: Range = Range {
     max: 256.0 * 1024.0 * 1024.0,
     unit: " bytes per stream",
 };
+const DISK_RANGE: Range = Range {
+    field: "disk_mb",
+    min: 1.0,
+    max: 1_048_576.0,
+    unit: " MB (each of /work, /tmp and /dev/shm)",
+};
 const CODE_RANGE: Range = Range {
     field: "max_code_bytes",
     min: 1.0,
@@ -161,6 +167,12 @@ pub struct Pids(u32);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
 pub struct OutputBytes(u64);
+/// Scratch space in MiB: each of the sandbox's `/work`, `/tmp` and `/dev/shm` holds at most
+/// this much, and no file the code writes grows beyond it (`EFBIG`; a full filesystem is
+/// `ENOSPC`, which the code can catch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(transparent)]
+pub struct DiskMb(u64);
 /// Cap on the size of the submitted source code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(transparent)]
@@ -195,6 +207,13 @@ integer_limit!(MemoryMb, u64, memory_range());
 integer_limit!(Pids, u32, PIDS_RANGE);
 integer_limit!(OutputBytes, u64, OUTPUT_RANGE);
 integer_limit!(CodeBytes, u64, CODE_RANGE);
+integer_limit!(DiskMb, u64, DISK_RANGE);
+
+impl DiskMb {
+    pub fn bytes(self) -> u64 {
+        self.0 * 1024 * 1024
+    }
+}
 
 impl MemoryMb {
     pub fn bytes(self) -> u64 {
@@ -264,7 +283,8 @@ impl CodeBytes {
 }
 
 /// All limits of one execution. Built from valid parts only; `Default` gives the documented
-/// defaults: 128 MB, 0.5 CPU, 30 s, 64 pids, 1 MiB per output stream, 1 MiB of code.
+/// defaults: 128 MB, 0.5 CPU, 30 s, 64 pids, 1 MiB per output stream, 1 MiB of code, scratch
+/// space half the memory limit.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct Limits {
     pub memory_mb: MemoryMb,
@@ -274,6 +294,19 @@ pub struct Limits {
     pub pids: Pids,
     pub max_output_bytes: OutputBytes,
     pub max_code_bytes: CodeBytes,
+    /// Scratch space; `None`: half the memory limit (see [`Limits::disk`]).
+    #[serde(skip)]
+    pub disk_mb: Option<DiskMb>,
+}
+
+impl Limits {
+    /// The scratch space in force: as set, else half the memory limit, so that a program
+    /// filling one of its filesystems meets `ENOSPC` before the memory limit (tmpfs pages
+    /// are memory).
+    pub fn disk(&self) -> DiskMb {
+        self.disk_mb
+            .unwrap_or(DiskMb((self.memory_mb.get() / 2).max(1)))
+    }
 }
 
 impl Default for Limits {
@@ -286,6 +319,7 @@ impl Default for Limits {
             pids: Pids(64),
             max_output_bytes: OutputBytes(1024 * 1024),
             max_code_bytes: CodeBytes(1024 * 1024),
+            disk_mb: None,
         }
     }
 }
@@ -303,6 +337,24 @@ mod tests {
         assert_eq!(l.pids.get(), 64);
         assert_eq!(l.max_output_bytes.get(), 1 << 20);
         assert_eq!(l.max_code_bytes.get(), 1 << 20);
+        assert_eq!(l.disk().get(), 64, "half the memory limit");
+        let small = Limits {
+            memory_mb: MemoryMb::new(9).unwrap(),
+            ..l
+        };
+        assert_eq!(small.disk().get(), 4);
+        let set = Limits {
+            disk_mb: Some(DiskMb::parse("1000").unwrap()),
+            ..l
+        };
+        assert_eq!(
+            set.disk().bytes(),
+            1000 << 20,
+            "above the memory limit is allowed"
+        );
+        let err = DiskMb::parse("0").unwrap_err();
+        assert_eq!(err.field, "disk_mb");
+        assert!(DiskMb::parse("1048577").is_err());
     }
 
     #[test]

@@ -13,7 +13,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use code_execution_tool::limits::{CodeBytes, CpuFraction, MemoryMb, OutputBytes, Pids, Timeout};
+use code_execution_tool::limits::{
+    CodeBytes, CpuFraction, DiskMb, MemoryMb, OutputBytes, Pids, Timeout,
+};
 use code_execution_tool::result::ExecutionResult;
 use code_execution_tool::{
     BackendKind, CodeExecutionTool, Interpreter, Limits, PythonVersion, SyntaxCheck, ToolError,
@@ -137,9 +139,13 @@ struct RunArgs {
     /// Wall-clock timeout in seconds [default: 30].
     #[arg(long, value_name = "SECONDS", allow_hyphen_values = true)]
     timeout: Option<String>,
-    /// Maximum processes and threads [default: 64].
+    /// Maximum processes and threads of the code [default: 64].
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pids: Option<String>,
+    /// Scratch space in MB: each of /work, /tmp and /dev/shm, and every file
+    /// [default: half of --memory].
+    #[arg(long, value_name = "MB", allow_hyphen_values = true)]
+    disk: Option<String>,
     /// Bytes kept of each of stdout and stderr; more stops the run [default: 1048576].
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     max_output: Option<String>,
@@ -269,6 +275,9 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
     }
     if let Some(v) = &args.max_output {
         limits.max_output_bytes = OutputBytes::parse(v).context("--max-output")?;
+    }
+    if let Some(v) = &args.disk {
+        limits.disk_mb = Some(DiskMb::parse(v).context("--disk")?);
     }
     if let Some(v) = &args.source.max_code_size {
         limits.max_code_bytes = CodeBytes::parse(v).context("--max-code-size")?;

@@ -18,7 +18,7 @@ use crate::backend::native::{NativeBackend, NativeError, ZygoteInfo, ZygoteMode}
 use crate::backend::none::NoneBackend;
 use crate::backend::{Backend, BackendKind, Cancel, Enforced, ExecutionRequest, SandboxUsage};
 use crate::interpreter::{Interpreter, InterpreterError};
-use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, Timeout};
+use crate::limits::{CpuFraction, DiskMb, LimitError, Limits, MemoryMb, Timeout};
 use crate::lock::lock;
 use crate::result::ExecutionResult;
 use crate::syntax::{self, PythonVersion, SyntaxCheck, SyntaxProblem};
@@ -87,6 +87,7 @@ pub struct ToolBuilder {
     backend: BackendKind,
     limits: Limits,
     memory_limit_mb: Option<u64>,
+    disk_limit_mb: Option<u64>,
     cpu_limit: Option<f64>,
     timeout: Option<Duration>,
     python: Option<PythonChoice>,
@@ -143,6 +144,12 @@ impl ToolBuilder {
         self.memory_limit_mb = Some(mb);
         self
     }
+    /// Scratch space in MB: each of `/work`, `/tmp` and `/dev/shm`, and every file
+    /// (default: half the memory limit).
+    pub fn disk_limit_mb(mut self, mb: u64) -> Self {
+        self.disk_limit_mb = Some(mb);
+        self
+    }
     pub fn cpu_limit(mut self, cpu: f64) -> Self {
         self.cpu_limit = Some(cpu);
         self
@@ -183,6 +190,9 @@ impl ToolBuilder {
         let mut limits = self.limits;
         if let Some(mb) = self.memory_limit_mb {
             limits.memory_mb = MemoryMb::new(mb)?;
+        }
+        if let Some(mb) = self.disk_limit_mb {
+            limits.disk_mb = Some(DiskMb::new(mb)?);
         }
         if let Some(cpu) = self.cpu_limit {
             limits.cpu = CpuFraction::new(cpu)?;
@@ -436,6 +446,7 @@ impl CodeExecutionTool {
             backend: BackendKind::Native,
             limits: Limits::default(),
             memory_limit_mb: None,
+            disk_limit_mb: None,
             cpu_limit: None,
             timeout: None,
             python: None,
@@ -582,18 +593,24 @@ impl CodeExecutionTool {
     /// Creates a persistent sandbox with this tool's limits (the seed's `SandboxExecutor`):
     /// many executions, files in `/work` kept between them, processes not.
     pub fn create_sandbox(&self) -> Result<SandboxExecutor, ToolError> {
+        // The scratch space is fixed when the sandbox is made: its /work keeps that size, and
+        // a later change of the memory limit does not move the other filesystems' either.
+        let limits = Limits {
+            disk_mb: Some(self.limits.disk()),
+            ..self.limits
+        };
         let sandbox = match &self.backend {
             ToolBackend::Native { backend, .. } => {
-                Persistent::Native(backend.create_sandbox(self.limits)?)
+                Persistent::Native(backend.create_sandbox(limits)?)
             }
-            ToolBackend::Docker(docker) => Persistent::Docker(docker.create_sandbox(self.limits)?),
+            ToolBackend::Docker(docker) => Persistent::Docker(docker.create_sandbox(limits)?),
             ToolBackend::None(_) => return Err(ToolError::NoPersistentSandboxes(self.backend())),
         };
         Ok(SandboxExecutor {
             tool: self.clone(),
             sandbox,
             running: Mutex::new(()),
-            limits: Mutex::new(self.limits),
+            limits: Mutex::new(limits),
         })
     }
 }

@@ -830,3 +830,18 @@ fn none_keeps_its_work_directory_off_the_import_path() {
     assert_eq!(status, 1, "{r}");
     assert_eq!(r["error_type"], "ModuleNotFoundError", "{r}");
 }
+
+/// `--disk` is validated at the edge: the field and its range are named, nothing runs.
+#[test]
+fn an_invalid_disk_limit_names_the_field_and_its_range() {
+    for bad in ["0", "-1", "1.5", "lots", "1048577"] {
+        let run = code_exec(&["run", "--sandbox", "none", "--disk", bad, "-c", "print(1)"]);
+        assert_eq!(run.status, 2, "{bad}: {}", run.stderr);
+        assert!(run.stdout.is_empty(), "{bad}: {}", run.stdout);
+        assert!(
+            run.stderr.contains("disk_mb") && run.stderr.contains("1 to 1048576"),
+            "{bad}: {}",
+            run.stderr
+        );
+    }
+}

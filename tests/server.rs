@@ -370,7 +370,8 @@ native_test!(sandbox_lifecycle_over_http, {
     assert_eq!(patched.status, 200, "{patched:?}");
     assert_eq!(
         patched.json(),
-        json!({"memory_mb": 256, "cpu": 1.0, "pids": 32, "timeout_s": 10.0, "max_output_bytes": 1048576})
+        // The scratch space stays what the sandbox was made with: half of its 96 MB.
+        json!({"memory_mb": 256, "cpu": 1.0, "pids": 32, "timeout_s": 10.0, "max_output_bytes": 1048576, "disk_mb": 48})
     );
     let bad = server.call(
         "PATCH",

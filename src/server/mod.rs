@@ -475,6 +475,7 @@ fn limits_json(limits: &Limits) -> serde_json::Value {
         "pids": limits.pids.get(),
         "timeout_s": limits.timeout.get().as_secs_f64(),
         "max_output_bytes": limits.max_output_bytes.as_usize(),
+        "disk_mb": limits.disk().get(),
     })
 }
 

@@ -19,7 +19,8 @@ pub const DOCUMENT: &str = r##"{
           "cpu": {"type": "number", "minimum": 0.01, "description": "fraction of one core's time (default 0.5)"},
           "timeout_s": {"type": "number", "minimum": 0.001, "maximum": 86400, "description": "wall-clock timeout in seconds (default 30)"},
           "pids": {"type": "integer", "minimum": 1, "maximum": 32768, "description": "processes and threads (default 64)"},
-          "max_output_bytes": {"type": "integer", "minimum": 1, "description": "bytes kept of each of stdout and stderr; more stops the run (default 1048576)"}
+          "max_output_bytes": {"type": "integer", "minimum": 1, "description": "bytes kept of each of stdout and stderr; more stops the run (default 1048576)"},
+          "disk_mb": {"type": "integer", "minimum": 1, "maximum": 1048576, "description": "scratch space in MB: each of /work, /tmp and /dev/shm, and every file (default: half of memory_mb)"}
         }
       },
       "LiveLimits": {
@@ -79,10 +80,11 @@ pub const DOCUMENT: &str = r##"{
         }
       },
       "LimitsInForce": {
-        "type": "object", "required": ["memory_mb", "cpu", "pids", "timeout_s", "max_output_bytes"],
+        "type": "object", "required": ["memory_mb", "cpu", "pids", "timeout_s", "max_output_bytes", "disk_mb"],
         "properties": {
           "memory_mb": {"type": "integer"}, "cpu": {"type": "number"}, "pids": {"type": "integer"},
-          "timeout_s": {"type": "number"}, "max_output_bytes": {"type": "integer"}
+          "timeout_s": {"type": "number"}, "max_output_bytes": {"type": "integer"},
+          "disk_mb": {"type": "integer", "description": "scratch space; /work keeps the size it was created with"}
         }
       }
     },

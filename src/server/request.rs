@@ -5,7 +5,9 @@
 use serde_json::{Map, Value};
 
 use crate::backend::BackendKind;
-use crate::limits::{CpuFraction, LimitError, Limits, MemoryMb, OutputBytes, Pids, Timeout};
+use crate::limits::{
+    CpuFraction, DiskMb, LimitError, Limits, MemoryMb, OutputBytes, Pids, Timeout,
+};
 
 /// A request the server refuses with 400.
 #[derive(Debug, Clone, PartialEq)]
@@ -41,6 +43,7 @@ pub struct LimitChanges {
     pub timeout: Option<Timeout>,
     pub pids: Option<Pids>,
     pub max_output_bytes: Option<OutputBytes>,
+    pub disk_mb: Option<DiskMb>,
 }
 
 impl LimitChanges {
@@ -59,6 +62,9 @@ impl LimitChanges {
         }
         if let Some(v) = self.max_output_bytes {
             limits.max_output_bytes = v;
+        }
+        if let Some(v) = self.disk_mb {
+            limits.disk_mb = Some(v);
         }
         limits
     }
@@ -235,11 +241,21 @@ pub fn limit_changes(value: Option<&Value>, allowed: &[&str]) -> Result<LimitCha
         max_output_bytes: number("max_output_bytes")?
             .map(|v| OutputBytes::parse(&v).map_err(field_error("max_output_bytes")))
             .transpose()?,
+        disk_mb: number("disk_mb")?
+            .map(|v| DiskMb::parse(&v).map_err(field_error("disk_mb")))
+            .transpose()?,
     })
 }
 
 /// Every limit a request may set.
-pub const ALL_LIMITS: &[&str] = &["memory_mb", "cpu", "timeout_s", "pids", "max_output_bytes"];
+pub const ALL_LIMITS: &[&str] = &[
+    "memory_mb",
+    "cpu",
+    "timeout_s",
+    "pids",
+    "max_output_bytes",
+    "disk_mb",
+];
 /// The limits a live sandbox can change.
 pub const LIVE_LIMITS: &[&str] = &["memory_mb", "cpu", "pids"];
 

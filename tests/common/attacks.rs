@@ -87,6 +87,8 @@ macro_rules! attack_suite {
                 files_written_to_the_work_directory_import,
                 the_streams_encode_as_natively,
                 name_services_answer_without_a_network,
+                a_full_disk_is_enospc_not_a_kill,
+                scratch_space_follows_disk_mb,
                 host_processes_are_invisible_and_unkillable,
                 host_secrets_stay_out,
                 posture_inside,
@@ -255,6 +257,33 @@ pub fn name_services_answer_without_a_network(t: Target) {
     let (r, status) = t.run(code, &[]);
     assert_eq!(status, 0, "{r}");
     assert_eq!(output(&r), "80 443 ssh\n6 17\n[443]\n127.0.0.1\n", "{r}");
+}
+
+/// Filling a scratch filesystem is an `ENOSPC` the code can catch (issue 18, item 8: `/work`
+/// and `/tmp` were sized to the memory limit, so filling one was a `MemoryLimit` kill, or on
+/// docker a spin in reclaim until the timeout). Default scratch space: half the memory limit.
+pub fn a_full_disk_is_enospc_not_a_kill(t: Target) {
+    for dir in ["/work", "/tmp", "/dev/shm"] {
+        let code = format!(
+            "import errno\nn = 0\ntry:\n    while True:\n        with open('{dir}/fill%d' % n, 'wb') as f:\n            f.write(b'x' * (1 << 20))\n        n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno], 56 <= n <= 64, n)"
+        );
+        let (r, status) = t.run(&code, &["--memory", "128", "--timeout", "30"]);
+        assert_eq!(status, 0, "{dir}: {r}");
+        assert_eq!(r["verdict"], "ok", "{dir}: {r}");
+        let out = output(&r);
+        assert!(out.starts_with("ENOSPC True "), "{dir}: {r}");
+    }
+    t.assert_clean("never-a-tag-of-this-test");
+}
+
+/// `disk_mb` bounds each file and each filesystem, below or above the memory limit: a sparse
+/// file or a shared-memory segment larger than the memory limit is allowed when the scratch
+/// space is (it takes no memory until written), and one beyond it is `EFBIG`.
+pub fn scratch_space_follows_disk_mb(t: Target) {
+    let code = "import errno, os\nfrom multiprocessing import shared_memory\nwith open('/work/sparse', 'wb') as f:\n    f.seek(300 << 20); f.write(b'x')\nprint(os.path.getsize('/work/sparse') > 300 << 20)\nshm = shared_memory.SharedMemory(create=True, size=200 << 20)\nshm.buf[0] = 1; print(shm.size >= 200 << 20); shm.close(); shm.unlink()\ntry:\n    with open('/tmp/big', 'wb') as f:\n        f.seek(600 << 20); f.write(b'x')\n    print('WROTE past the limit')\nexcept OSError as e:\n    print(errno.errorcode[e.errno])";
+    let (r, status) = t.run(code, &["--memory", "64", "--disk", "512"]);
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(output(&r), "True\nTrue\nEFBIG\n", "{r}");
 }
 
 pub fn fork_bomb_is_contained(t: Target) {

@@ -781,8 +781,9 @@ pub const INODE_EXHAUSTION: &str = "n = 0\ntry:\n    while True:\n        open('
 /// Tries to lock 16 MB in memory; prints `mlock -1 True` when refused.
 pub const MLOCK_16MB: &str = "import ctypes, mmap\nlibc = ctypes.CDLL(None, use_errno=True)\nbuf = mmap.mmap(-1, 16 << 20)\naddr = ctypes.addressof(ctypes.c_char.from_buffer(buf))\nprint('mlock', libc.mlock(ctypes.c_void_p(addr), ctypes.c_size_t(16 << 20)), ctypes.get_errno() in (1, 11, 12))";
 
-/// Fills an anonymous file (memory) without end.
-pub const MEMFD_BOMB: &str = "import os\nfd = os.memfd_create('bomb')\nchunk = b'x' * (1 << 20)\nwhile True: os.write(fd, chunk)";
+/// Anonymous files of 8 MB each, without end: each is far under the file-size limit, together
+/// they are over the memory limit, which must stop them (tmpfs pages are memory).
+pub const MEMFD_BOMB: &str = "import os\nchunk = b'x' * (1 << 20)\nfds = []\nwhile True:\n    fds.append(os.memfd_create('bomb'))\n    for _ in range(8): os.write(fds[-1], chunk)";
 
 /// Recurses in C (repr of deeply nested lists) until the stack overflows.
 pub const C_STACK_OVERFLOW: &str =

@@ -376,8 +376,10 @@ impl Engine {
     /// Creates and starts a locked-down container that idles until executions arrive.
     pub fn start_container(&self, spec: &ContainerSpec<'_>) -> Result<String, DockerError> {
         let (memory, nano_cpus, pids) = resources(&spec.limits);
+        // Scratch space as natively: each of /work, /tmp and /dev/shm, and every file.
+        let disk = spec.limits.disk().bytes() as i64;
         let tmpfs_options = format!(
-            "rw,nosuid,nodev,noexec,size={memory},nr_inodes=16384,mode=0700,uid={SANDBOX_UID},gid={SANDBOX_UID}"
+            "rw,nosuid,nodev,noexec,size={disk},nr_inodes=16384,mode=0700,uid={SANDBOX_UID},gid={SANDBOX_UID}"
         );
         let host_config = HostConfig {
             network_mode: Some("none".into()),
@@ -393,7 +395,7 @@ impl Engine {
                 ("/tmp".to_owned(), tmpfs_options.clone()),
                 (WORK_DIR.to_owned(), tmpfs_options),
             ])),
-            shm_size: Some(memory),
+            shm_size: Some(disk),
             cap_drop: Some(vec!["ALL".into()]),
             // The wrapper's own two (it starts as root, forks the code's process, which drops
             // to the sandbox user and so loses them); nothing of the code's has any.
@@ -416,6 +418,7 @@ impl Engine {
                 ulimit("core", 0),
                 ulimit("nofile", 1024),
                 ulimit("memlock", 64 * 1024),
+                ulimit("fsize", disk),
             ]),
             ..Default::default()
         };

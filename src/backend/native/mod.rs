@@ -262,10 +262,8 @@ impl NativeBackend {
             None => host,
         };
         let cgroup = place.cgroup;
-        let private_fs_bytes = match cgroup {
-            Some(_) => limits.memory_mb.bytes(),
-            None => limits.memory_mb.bytes() / 4,
-        };
+        // Each private filesystem (and every file: RLIMIT_FSIZE) holds the scratch space.
+        let private_fs_bytes = limits.disk().bytes();
         let root = host.0 != crate::sys::effective_uid();
         let runner = RunnerArgs {
             report_fd: fds::REPORT,

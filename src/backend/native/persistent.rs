@@ -38,7 +38,7 @@ impl NativeBackend {
                 libc::MS_NOSUID | libc::MS_NODEV,
                 &format!(
                     "size={},nr_inodes=16384,mode=700,uid={},gid={}",
-                    limits.memory_mb.bytes(),
+                    limits.disk().bytes(),
                     ids.0,
                     ids.1
                 ),
@@ -56,7 +56,7 @@ impl NativeBackend {
             Some(WorkHolder::start(
                 self.helper.path(),
                 &work_dir,
-                limits.memory_mb.bytes(),
+                limits.disk().bytes(),
                 ids,
             )?)
         };

@@ -192,13 +192,21 @@ impl Drop for Zygote {
 /// `--enable-shared` build), or in the multiarch directory of a distribution's `/usr`.
 fn find_libpython(interpreter: &Interpreter) -> Option<PathBuf> {
     let prefix = interpreter.path().parent()?.parent()?;
-    let name = format!("libpython{}.so.1.0", interpreter.version());
-    [
-        prefix.join("lib").join(&name),
-        prefix.join("lib/x86_64-linux-gnu").join(&name),
-    ]
-    .into_iter()
-    .find(|candidate| candidate.is_file())
+    let version = interpreter.version();
+    // Releases before 3.8 carry the `m` ABI flag of pymalloc in the name.
+    let names = [
+        format!("libpython{version}.so.1.0"),
+        format!("libpython{version}m.so.1.0"),
+    ];
+    names
+        .iter()
+        .flat_map(|name| {
+            [
+                prefix.join("lib").join(name),
+                prefix.join("lib/x86_64-linux-gnu").join(name),
+            ]
+        })
+        .find(|candidate| candidate.is_file())
 }
 
 /// Whether `site` may run in the zygote, outside any sandbox: only if everything it reads —
