@@ -140,10 +140,12 @@ const DISK_RANGE: Range = Range {
     max: 1_048_576.0,
     unit: " MB (each of /work, /tmp and /dev/shm)",
 };
+/// The largest code any execution may carry (the top of `max_code_bytes`).
+pub const MAX_CODE_BYTES: u64 = 16 * 1024 * 1024;
 const CODE_RANGE: Range = Range {
     field: "max_code_bytes",
     min: 1.0,
-    max: 16.0 * 1024.0 * 1024.0,
+    max: MAX_CODE_BYTES as f64,
     unit: " bytes",
 };
 

@@ -1,13 +1,14 @@
 # code-exec runner: executes the user's code as __main__ and reports how it ended.
-# argv: <report fd> <path of the code file> <import dir, or ""> [--pooled MODULE...]. The report channel is separate
-# from the code's stdout/stderr; its wire is in protocol.rs (`report`): while nothing of the
+# argv: <report fd> <path of the code file> <import dir, or ""> [--pooled MODULE...].
+# The report channel is separate from the code's stdout/stderr; its wire is in protocol.rs (`report`): while nothing of the
 # user's has run, the runner writes "R" (pooled: ready), then either one compile-failure frame
 # or "S" (the user's code starts now). Everything after "S" is written where the code can
 # reach it, so the host reads it only as the uncaught exception's name and message (frames
 # "E" and "X"), never as a verdict. A frame is: kind, decimal length, newline, payload
 # (name NUL line NUL column NUL message).
 # Pooled (a pre-started sandbox): the modules are imported first, then the runner writes "R"
-# and waits for "<length>\n" and the code on stdin; the rest of stdin is the code's own.
+# and waits for "<length>\n" and the code on stdin (which it writes to the code's path, in
+# the sandbox's own /code); the rest of stdin is the code's own.
 # Timeouts, memory kills and output caps are seen from outside. Imports are kept off the
 # success path. Everything the runner calls once the code runs is bound before it does.
 import sys
@@ -50,14 +51,9 @@ def _code_exec_main():
             pass
         return "BaseException"
 
-    # The interpreter's own traceback printer reads source lines from the file; a pooled run
-    # has none, so its tracebacks go through the traceback module (which reads linecache).
+    # Bound now, as the names above: the interpreter's own traceback printer.
     print_exception = sys.__excepthook__
     if sys.argv[4:5] == ["--pooled"]:
-        # What a pooled run needs after its code arrives is imported now, while no clock runs.
-        import linecache
-        import traceback
-
         for name in sys.argv[5:]:
             try:
                 __import__(name)
@@ -80,12 +76,16 @@ def _code_exec_main():
             parts.append(chunk)
             size -= len(chunk)
         source = b"".join(parts)
-        # Tracebacks read source lines through linecache: give it the code, there is no file.
-        text = source.decode("utf-8", "replace")
-        linecache.cache[path] = (len(text), None, text.splitlines(True), path)
-
-        def print_exception(kind, exc, tb):
-            traceback.print_exception(kind, exc, tb)
+        # The code's file, as a cold run has it (a pooled sandbox's /code is a small tmpfs of
+        # its own): tracebacks read it, and multiprocessing's spawn and forkserver children
+        # run it as __mp_main__.
+        out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o444)
+        try:
+            view = memoryview(source)
+            while view:
+                view = view[os.write(out, view):]
+        finally:
+            os.close(out)
     else:
         with open(path, "rb") as f:
             source = f.read()

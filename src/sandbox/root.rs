@@ -11,6 +11,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use super::{CODE_PATH, SANDBOX_HOSTNAME, SANDBOX_UID, WORK_DIR};
+use crate::limits::MAX_CODE_BYTES;
 use crate::protocol::{Exposure, SandboxConfig};
 use crate::sys::isolation;
 use crate::sys::mount::{
@@ -73,7 +74,7 @@ pub(crate) fn build(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> 
     write_etc()?;
     mount_proc(&sources)?;
     mount_dev(config, &sources)?;
-    write_code(code)?;
+    write_code(config, code)?;
     pivot_and_seal()
 }
 
@@ -256,11 +257,24 @@ fn mount_private_devpts() -> std::io::Result<()> {
     )
 }
 
-/// The code, read-only, at [`CODE_PATH`].
-fn write_code(code: &[u8]) -> std::io::Result<()> {
+/// The code, read-only, at [`CODE_PATH`]. A pre-started sandbox's code arrives later, through
+/// the runner, which writes it there itself (mode 0444): its `/code` is a small tmpfs of the
+/// sandbox user's, the one place of the root that stays writable.
+fn write_code(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> {
     let code_path = inside(Path::new(CODE_PATH));
-    if let Some(parent) = code_path.parent() {
-        std::fs::create_dir_all(parent)?;
+    let Some(parent) = code_path.parent() else {
+        return Err(std::io::Error::other("the code's path has no directory"));
+    };
+    std::fs::create_dir_all(parent)?;
+    if config.interpreter.runner.pooled.is_some() {
+        // The largest code a request may carry, and its directory.
+        let bytes = MAX_CODE_BYTES + 64 * 1024;
+        return mount_fs(
+            "tmpfs",
+            parent,
+            libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+            &format!("size={bytes},nr_inodes=16,mode=755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
+        );
     }
     write_file(&code_path, code, 0o444)
 }

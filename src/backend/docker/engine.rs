@@ -385,6 +385,12 @@ impl Engine {
             network_mode: Some("none".into()),
             // The sandbox's own name resolves, as natively (the generated /etc/hosts).
             extra_hosts: Some(vec![format!("{SANDBOX_HOSTNAME}:127.0.0.1")]),
+            // IPv6 loopback, as natively (the engine turns IPv6 off in containers): the
+            // namespace holds loopback only, so nothing else is reachable through it.
+            sysctls: Some(HashMap::from([
+                ("net.ipv6.conf.all.disable_ipv6".to_owned(), "0".to_owned()),
+                ("net.ipv6.conf.lo.disable_ipv6".to_owned(), "0".to_owned()),
+            ])),
             memory: Some(memory),
             memory_swap: Some(memory),
             memory_swappiness: None,

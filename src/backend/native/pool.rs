@@ -11,7 +11,7 @@ use crate::backend::helper::{RunError, SpawnedHelper};
 use crate::backend::workspace::Workspace;
 use crate::backend::{BackendKind, ExecutionRequest};
 use crate::cgroup::CgroupLimits;
-use crate::limits::{Limits, MemoryMb};
+use crate::limits::{DiskMb, Limits, MemoryMb};
 use crate::lock::lock;
 use crate::result::ExecutionResult;
 
@@ -46,6 +46,7 @@ impl NativeBackend {
             cgroup: guard,
             _workspace: workspace,
             memory_mb: limits.memory_mb,
+            disk_mb: limits.disk(),
             prepared_limits: cgroup_limits(&limits),
         })
     }
@@ -61,17 +62,22 @@ pub struct PreparedRun {
     stdin: std::io::PipeWriter,
     cgroup: CgroupGuard,
     _workspace: Workspace,
-    /// The memory limit its private filesystems were sized for.
+    /// The memory limit it was prepared for.
     memory_mb: MemoryMb,
+    /// The scratch space its private filesystems (and RLIMIT_FSIZE) were sized for.
+    disk_mb: DiskMb,
     /// The limits its cgroup was created with.
     prepared_limits: CgroupLimits,
 }
 
 impl PreparedRun {
-    /// Whether `request` can run here: no monitoring (sampling is set up at start) and a
-    /// memory limit no larger than the one it was prepared for.
+    /// Whether `request` can run here: no monitoring (sampling is set up at start), a memory
+    /// limit no larger than the one it was prepared for, and the very scratch space its
+    /// filesystems were made with.
     pub fn accepts(&self, request: &ExecutionRequest<'_>) -> bool {
-        request.monitor.is_none() && request.limits.memory_mb.get() <= self.memory_mb.get()
+        request.monitor.is_none()
+            && request.limits.memory_mb.get() <= self.memory_mb.get()
+            && request.limits.disk() == self.disk_mb
     }
 
     /// Applies the request's limits, hands over the code and stdin, and watches the run.
