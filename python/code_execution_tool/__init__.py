@@ -56,11 +56,19 @@ def _renamed(error, names):
     return ValueError(message)
 
 
-_LIMIT_NAMES = {"memory_mb": "memory_limit_mb", "cpu": "cpu_limit", "timeout": "timeout"}
+_LIMIT_NAMES = {
+    "memory_mb": "memory_limit_mb",
+    "cpu": "cpu_limit",
+    "timeout": "timeout",
+    "disk_mb": "disk_limit_mb",
+}
 
 
-def _make_tool(backend, memory_limit_mb, cpu_limit, timeout, image):
+def _make_tool(backend, memory_limit_mb, cpu_limit, timeout, image, disk_limit_mb=None):
     memory = _number("memory_limit_mb", memory_limit_mb, whole=True)
+    disk = None if disk_limit_mb is None else _number("disk_limit_mb", disk_limit_mb, whole=True)
+    if disk is not None and disk < 0:
+        raise ValueError("invalid disk_limit_mb: %d is negative" % disk)
     cpu = _number("cpu_limit", cpu_limit)
     seconds = _number("timeout", timeout)
     if not isinstance(backend, str):
@@ -72,7 +80,7 @@ def _make_tool(backend, memory_limit_mb, cpu_limit, timeout, image):
     if memory < 0:
         raise ValueError("invalid memory_limit_mb: %d is negative" % memory)
     try:
-        return _native.Tool(backend, memory, cpu, seconds, image, _supervisor())
+        return _native.Tool(backend, memory, cpu, seconds, image, _supervisor(), disk)
     except ValueError as error:
         raise _renamed(error, _LIMIT_NAMES) from None
 
@@ -85,6 +93,8 @@ class CodeExecutionTool:
     """Validates and runs code under limits through one backend.
 
     ``use_sandbox=False`` runs the ``none`` backend (a plain subprocess: trusted code only).
+    ``disk_limit_mb`` is the scratch space: each of the sandbox's ``/work``, ``/tmp`` and
+    ``/dev/shm``, and every file (default: half of ``memory_limit_mb``).
     """
 
     def __init__(
@@ -95,14 +105,18 @@ class CodeExecutionTool:
         timeout=30,
         backend="native",
         image=DEFAULT_IMAGE,
+        disk_limit_mb=None,
     ):
         if not isinstance(use_sandbox, bool):
             raise TypeError("use_sandbox: expected a bool, got %s" % type(use_sandbox).__name__)
         self.use_sandbox = use_sandbox
         self.backend = backend if use_sandbox else "none"
         self.image = image
-        self._tool = _make_tool(self.backend, memory_limit_mb, cpu_limit, timeout, image)
+        self._tool = _make_tool(
+            self.backend, memory_limit_mb, cpu_limit, timeout, image, disk_limit_mb
+        )
         self.memory_limit_mb = int(memory_limit_mb)
+        self.disk_limit_mb = disk_limit_mb
         self.cpu_limit = float(cpu_limit)
         self.timeout = timeout
 
@@ -177,6 +191,7 @@ class SandboxExecutor:
         memory_limit_mb=128,
         cpu_limit=0.5,
         backend="docker",
+        disk_limit_mb=None,
     ):
         if backend == "none":
             raise ValueError("backend: 'none' has no persistent sandboxes; use native or docker")
@@ -185,7 +200,8 @@ class SandboxExecutor:
         self.timeout = timeout
         self.memory_limit_mb = int(_number("memory_limit_mb", memory_limit_mb, whole=True))
         self.cpu_limit = float(_number("cpu_limit", cpu_limit))
-        self._tool = _make_tool(backend, memory_limit_mb, cpu_limit, timeout, image)
+        self.disk_limit_mb = disk_limit_mb
+        self._tool = _make_tool(backend, memory_limit_mb, cpu_limit, timeout, image, disk_limit_mb)
         self._sandbox = None
 
     @property

@@ -43,7 +43,8 @@ struct Tool {
 #[pymethods]
 impl Tool {
     #[new]
-    #[pyo3(signature = (backend, memory_mb, cpu, timeout_s, image=None, supervisor=None))]
+    #[pyo3(signature = (backend, memory_mb, cpu, timeout_s, image=None, supervisor=None, disk_mb=None))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         backend: &str,
@@ -52,6 +53,7 @@ impl Tool {
         timeout_s: f64,
         image: Option<String>,
         supervisor: Option<PathBuf>,
+        disk_mb: Option<u64>,
     ) -> PyResult<Tool> {
         let kind: BackendKind = backend
             .parse()
@@ -67,6 +69,9 @@ impl Tool {
         }
         if let Some(path) = supervisor {
             builder = builder.supervisor(path);
+        }
+        if let Some(mb) = disk_mb {
+            builder = builder.disk_limit_mb(mb);
         }
         // Connecting to an engine or probing the host may take a while: without the GIL.
         let tool = py.allow_threads(|| builder.build()).map_err(tool_error)?;

@@ -132,6 +132,20 @@ def test_memory_limit(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_disk_limit(backend):
+    # A full scratch space is an error the code can catch, not a kill (issue 18, item 8).
+    code = (
+        "import errno\ntry:\n    open('big', 'wb').write(b'x' * (20 << 20))\n"
+        "except OSError as e:\n    print(errno.errorcode[e.errno])"
+    )
+    result = tool(backend, disk_limit_mb=16).execute(code)
+    assert result["success"] is True, result
+    assert result["output"] in ("ENOSPC\n", "EFBIG\n"), result
+    with pytest.raises(ValueError, match="invalid disk_limit_mb"):
+        tool(backend, disk_limit_mb=0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_cpu_limit(backend):
     code = "import time\nend = time.monotonic() + 2\nwhile time.monotonic() < end: pass"
     result = tool(backend, cpu_limit=0.25, timeout=20).execute(code)
