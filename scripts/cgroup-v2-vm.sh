@@ -53,11 +53,12 @@ INIT
 chmod 755 "$work/initramfs/init"
 (cd "$work/initramfs" && find . | cpio -o -H newc --quiet) > "$work/initramfs.cpio"
 
-accel="-accel tcg -cpu max"
+accel="-accel tcg -cpu qemu64,+ssse3,+sse4.1,+sse4.2,+popcnt,+cx16,+lahf_lm"
 if [ -n "${CODE_EXEC_VM_KVM:-}" ] && [ -w /dev/kvm ]; then accel="-enable-kvm -cpu host,arch-capabilities=off"; fi
-# Software emulation by default ("max": every instruction set TCG has, as binary wheels such
-# as numpy's need x86-64-v2): on this machine (itself a VM) a KVM guest's kernel hangs
-# right after the BIOS hands over to it; CODE_EXEC_VM_KVM=1 tries KVM where it works.
+# Software emulation by default, of a CPU of x86-64-v2 (binary wheels such as numpy's need it:
+# SIGILL under plain qemu64) without AVX, which TCG emulates slowly (with `max` the suite
+# takes four times as long). On this machine (itself a VM) a KVM guest's kernel hangs right
+# after the BIOS hands over to it; CODE_EXEC_VM_KVM=1 tries KVM where it works.
 # shellcheck disable=SC2086
 qemu-system-x86_64 $accel -m 4096 -smp 2 -nographic -no-reboot \
   -kernel "$kernel" -initrd "$work/initramfs.cpio" \
