@@ -293,11 +293,27 @@ fn pivot_and_seal() -> std::io::Result<()> {
     )
 }
 
-/// Minimal generated /etc: who the sandbox user is, its hostname, and name resolution that
-/// knows only loopback (and the host's services and protocols tables, when it has them,
-/// which are exposed).
+/// Name-service tables a host without network still answers from (`getservbyname`,
+/// `getaddrinfo(host, "https")`, `getprotobyname`): the host's, copied (a copy costs less
+/// than a bind, and its teardown, per run).
+const HOST_TABLES: [&str; 2] = ["services", "protocols"];
+/// The most of each that is copied.
+const HOST_TABLE_CAP: u64 = 1 << 20;
+
+/// Minimal generated /etc: who the sandbox user is, its hostname, name resolution that knows
+/// only loopback, and copies of the host's services and protocols tables when it has them.
 fn write_etc() -> std::io::Result<()> {
     std::fs::create_dir_all("etc")?;
+    for name in HOST_TABLES {
+        // Read through the host's root, still reachable before the pivot; a missing table
+        // stays missing, as on the host.
+        let Ok(host) = File::open(Path::new("/etc").join(name)) else {
+            continue;
+        };
+        let mut content = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(host, HOST_TABLE_CAP), &mut content)?;
+        write_file(&Path::new("etc").join(name), &content, 0o644)?;
+    }
     let files: [(&str, String); 6] = [
         (
             "passwd",

@@ -9,8 +9,8 @@ use crate::interpreter::Interpreter;
 use crate::protocol::Exposure;
 
 /// Host paths a Python interpreter commonly needs besides its own directories: the shared
-/// libraries, the dynamic linker's cache, the time zones and the services and protocols
-/// tables. `/usr/bin` is exposed so that code can start the
+/// libraries, the dynamic linker's cache and the time zones (the services and protocols
+/// tables are copied into the generated /etc: see `sandbox::root`). `/usr/bin` is exposed so that code can start the
 /// usual tools (`sh`, `ls`), read-only like everything else.
 const SYSTEM_PATHS: &[&str] = &[
     "/usr/bin",
@@ -27,10 +27,6 @@ const SYSTEM_PATHS: &[&str] = &[
     "/libx32",
     "/etc/ld.so.cache",
     "/etc/localtime",
-    // Name-service tables a host without network still answers from (`getservbyname`,
-    // `getaddrinfo(host, "https")`, `getprotobyname`).
-    "/etc/services",
-    "/etc/protocols",
     "/usr/share/zoneinfo",
 ];
 
