@@ -207,42 +207,40 @@ fn bare(code: &str) -> (String, i32) {
     )
 }
 
+impl Expect {
+    /// What the sandbox must show: `None` for the bare output itself.
+    fn inside(&self, docker: bool) -> Option<&'static str> {
+        match self {
+            Same => None,
+            Differs {
+                inside,
+                docker: in_docker,
+                ..
+            } => Some(in_docker.filter(|_| docker).unwrap_or(inside)),
+        }
+    }
+}
+
 fn check_all(backend: &str, run: impl Fn(&str) -> (Value, i32)) {
-    let docker = backend == "docker";
     let mut failures = Vec::new();
     for case in CASES {
-        let (expected, expected_status) = bare(case.code);
+        let (bare_out, bare_status) = bare(case.code);
         let (r, status) = run(case.code);
-        let inside = r["output"].as_str().unwrap_or_default().to_owned();
-        let verdict = match &case.expect {
-            Same if (inside.as_str(), status) == (expected.as_str(), expected_status) => None,
-            Same => Some(format!(
-                "bare (status {expected_status}):\n{expected}\ninside (status {status}):\n{inside}\n{r}"
+        let inside = r["output"].as_str().unwrap_or_default();
+        let failure = match case.expect.inside(backend == "docker") {
+            None if (inside, status) == (bare_out.as_str(), bare_status) => None,
+            None => Some(format!(
+                "bare (status {bare_status}):\n{bare_out}\ninside (status {status}):\n{inside}\n{r}"
             )),
-            Differs {
-                inside: native,
-                docker: in_docker,
-                ..
-            } if inside == in_docker.filter(|_| docker).unwrap_or(native) && status == 0 => {
-                let want = inside.as_str();
-                if expected == *want {
-                    Some(format!(
-                        "documented as different, but bare shows the same: {want}"
-                    ))
-                } else {
-                    None
-                }
-            }
-            Differs {
-                inside: native,
-                docker: in_docker,
-                ..
-            } => {
-                let want = in_docker.filter(|_| docker).unwrap_or(native);
+            Some(want) if (inside, status) != (want, 0) => {
                 Some(format!("want inside {want:?}\n{r}"))
             }
+            Some(want) if bare_out == want => Some(format!(
+                "documented as different, but bare shows the same: {want}"
+            )),
+            Some(_) => None,
         };
-        if let Some(why) = verdict {
+        if let Some(why) = failure {
             failures.push(format!("[{backend}] {}: {why}", case.name));
         }
     }

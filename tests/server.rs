@@ -102,6 +102,10 @@ native_test!(bad_requests_are_4xx_with_a_message_naming_the_field, {
         (r#"{"code": 5}"#, "code: expected a string"),
         (r#"{"code": "1", "sandbox": "vm"}"#, "sandbox:"),
         (
+            r#"{"code": "1", "limits": {"disk_mb": 0}}"#,
+            "limits.disk_mb",
+        ),
+        (
             r#"{"code": "1", "limits": {"memory_mb": -5}}"#,
             "limits.memory_mb",
         ),
@@ -594,6 +598,34 @@ native_test!(the_warm_pool_serves_isolated_single_use_sandboxes, {
     )
     .json();
     assert_eq!(v["error_type"], "MemoryLimit", "{v}");
+    // A scratch space other than the pooled sandboxes' (their filesystems were made for
+    // theirs) is held all the same: the run goes cold rather than to the pool.
+    wait_for_pool(&server);
+    let v = execute(
+        &server,
+        json!({"code": "import errno\ntry:\n    open('/work/big', 'wb').write(b'x' * (12 << 20)); print('WROTE')\nexcept OSError as e:\n    print(errno.errorcode[e.errno], '--pooled' in __import__('sys').orig_argv)", "limits": {"disk_mb": 8}}),
+    )
+    .json();
+    assert!(
+        v["output"] == "ENOSPC False\n" || v["output"] == "EFBIG False\n",
+        "{v}"
+    );
+    // And a pooled sandbox holds its own: the default, half of 128 MB.
+    wait_for_pool(&server);
+    let v = execute(
+        &server,
+        json!({"code": "import errno\nn = 0\ntry:\n    while True:\n        with open('/work/f%d' % n, 'wb') as f: f.write(b'x' * (1 << 20))\n        n += 1\nexcept OSError as e:\n    print(errno.errorcode[e.errno], n <= 64, '--pooled' in __import__('sys').orig_argv)"}),
+    )
+    .json();
+    assert_eq!(v["output"], "ENOSPC True True\n", "{v}");
+    // Its /code holds the code and nothing else the code would make there.
+    wait_for_pool(&server);
+    let v = execute(
+        &server,
+        json!({"code": "import errno\ntry:\n    open('/code/other.py', 'w'); print('MADE')\nexcept OSError as e:\n    print(errno.errorcode[e.errno], open('/code/main.py').read().startswith('import errno'))"}),
+    )
+    .json();
+    assert_eq!(v["output"], "ENOSPC True\n", "{v}");
     wait_for_pool(&server);
     let v = execute(
         &server,

@@ -1,7 +1,7 @@
 //! The sandbox's filesystem: a fresh tmpfs root holding read-only binds of only what the
 //! interpreter needs, generated `/etc` files, a fresh `/proc` with sensitive files masked, a
-//! tiny `/dev` with its own devpts instance, private size- and inode-limited tmpfs for `/tmp`, `/dev/shm` and `/work`, and
-//! the code at `/code/main.py`. Every mount is `nosuid`; all but the device binds `nodev`.
+//! tiny `/dev` with its own devpts instance, private size- and inode-limited tmpfs for `/tmp`,
+//! `/dev/shm` and `/work`, and the code at `/code/main.py`. Every mount is `nosuid`; all but the device binds `nodev`.
 //! Built by the init, in its own mount namespace, before `pivot_root`.
 
 use std::fs::File;
@@ -267,13 +267,15 @@ fn write_code(config: &SandboxConfig, code: &[u8]) -> std::io::Result<()> {
     };
     std::fs::create_dir_all(parent)?;
     if config.interpreter.runner.pooled.is_some() {
-        // The largest code a request may carry, and its directory.
+        // The largest code a request may carry; two inodes, the directory and main.py, so
+        // that the code can make no other file there (main.py itself, its own, it could
+        // grow back to this size: bounded, and counted by the memory cgroup).
         let bytes = MAX_CODE_BYTES + 64 * 1024;
         return mount_fs(
             "tmpfs",
             parent,
             libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            &format!("size={bytes},nr_inodes=16,mode=755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
+            &format!("size={bytes},nr_inodes=2,mode=755,uid={SANDBOX_UID},gid={SANDBOX_UID}"),
         );
     }
     write_file(&code_path, code, 0o444)

@@ -10,7 +10,8 @@ use crate::protocol::Exposure;
 
 /// Host paths a Python interpreter commonly needs besides its own directories: the shared
 /// libraries, the dynamic linker's cache and the time zones (the services and protocols
-/// tables are copied into the generated /etc: see `sandbox::root`). `/usr/bin` is exposed so that code can start the
+/// tables are copied into the generated /etc: see `sandbox::root`). `/usr/bin` is exposed so
+/// that code can start the
 /// usual tools (`sh`, `ls`), read-only like everything else.
 const SYSTEM_PATHS: &[&str] = &[
     "/usr/bin",
