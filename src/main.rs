@@ -170,6 +170,10 @@ struct RunArgs {
     /// Sample CPU and memory while the code runs.
     #[arg(long)]
     monitor: bool,
+    /// Put the run's work directory first on sys.path, so that modules the code writes
+    /// there import (--sandbox none only; native and docker always do).
+    #[arg(long)]
+    import_work_dir: bool,
     /// Run through a pre-started sandbox (the server's warm pool path): prepare one, wait
     /// until it is ready, then hand it the code. For testing that path; native only.
     #[arg(long, hide = true)]
@@ -236,6 +240,7 @@ struct RunPlan {
     strict_limits: bool,
     warm: bool,
     zygote: bool,
+    import_work_dir: bool,
 }
 
 fn plan_run(args: RunArgs) -> Result<RunPlan> {
@@ -254,6 +259,11 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
     }
     if args.zygote && backend != BackendKind::Native {
         bail!("--zygote applies only to --sandbox native");
+    }
+    if args.import_work_dir && backend != BackendKind::None {
+        bail!(
+            "--import-work-dir applies only to --sandbox none: {backend} always puts its work directory first on sys.path"
+        );
     }
     if args.python.is_some() && backend == BackendKind::Docker {
         bail!(
@@ -318,6 +328,7 @@ fn plan_run(args: RunArgs) -> Result<RunPlan> {
         strict_limits: args.strict_limits,
         warm: args.warm,
         zygote: args.zygote,
+        import_work_dir: args.import_work_dir,
     })
 }
 
@@ -335,6 +346,9 @@ fn run(args: RunArgs) -> Result<u8> {
         .strict_limits(plan.strict_limits);
     if plan.backend == BackendKind::Native {
         builder = builder.zygote(zygote);
+    }
+    if plan.import_work_dir {
+        builder = builder.import_work_dir(true);
     }
     if let Some(python) = &plan.python {
         builder = builder.python(python);

@@ -99,6 +99,7 @@ pub struct ToolBuilder {
     warm_pool: usize,
     preload: Vec<String>,
     zygote: Option<ZygoteMode>,
+    import_work_dir: bool,
 }
 
 impl ToolBuilder {
@@ -128,6 +129,15 @@ impl ToolBuilder {
     /// whole run on this host.
     pub fn strict_limits(mut self, strict: bool) -> Self {
         self.strict_limits = strict;
+        self
+    }
+
+    /// Puts the run's work directory first on `sys.path` (as `python -c` puts the current
+    /// directory), so that modules the code writes there import. The `none` backend only:
+    /// its interpreter starts isolated (`-I`) and this is off unless asked; native and docker
+    /// always do it (their work directory is the sandbox's own).
+    pub fn import_work_dir(mut self, import: bool) -> Self {
+        self.import_work_dir = import;
         self
     }
 
@@ -240,6 +250,14 @@ impl ToolBuilder {
                 format!("only native runs fork from a zygote; this tool uses {backend}"),
             );
         }
+        if self.import_work_dir && backend != BackendKind::None {
+            return invalid(
+                "import_work_dir",
+                format!(
+                    "only the none backend keeps its work directory off sys.path; {backend} always puts it first"
+                ),
+            );
+        }
         if self.python.is_some() && backend == BackendKind::Docker {
             return invalid(
                 "python",
@@ -258,7 +276,11 @@ impl ToolBuilder {
         let target = self.target_version.unwrap_or(interpreter.version());
         let backend = match self.backend {
             BackendKind::Native => self.build_native(limits, interpreter, helper)?,
-            _ => ToolBackend::None(Arc::new(NoneBackend::new(interpreter, helper))),
+            _ => ToolBackend::None(Arc::new(NoneBackend::new(
+                interpreter,
+                helper,
+                self.import_work_dir,
+            ))),
         };
         Ok(CodeExecutionTool {
             backend,
@@ -458,6 +480,7 @@ impl CodeExecutionTool {
             warm_pool: 0,
             preload: Vec::new(),
             zygote: None,
+            import_work_dir: false,
         }
     }
 

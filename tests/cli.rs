@@ -831,6 +831,35 @@ fn none_keeps_its_work_directory_off_the_import_path() {
     assert_eq!(r["error_type"], "ModuleNotFoundError", "{r}");
 }
 
+/// ... unless asked (`--import-work-dir`): then a module the code writes imports, in a run of
+/// the none backend as in the sandboxes; the flag is refused where it means nothing.
+#[test]
+fn none_puts_its_work_directory_first_when_asked() {
+    let (r, status) = run_code(
+        "import os, sys\nopen('helper_mod.py', 'w').write('x = 41')\nimport helper_mod\nprint(helper_mod.x + 1, sys.path[0] == os.getcwd())",
+        &["--import-work-dir"],
+    );
+    assert_eq!(status, 0, "{r}");
+    assert_eq!(r["output"], "42 True\n", "{r}");
+    for sandbox in ["native", "docker"] {
+        let run = code_exec(&[
+            "run",
+            "--sandbox",
+            sandbox,
+            "--import-work-dir",
+            "-c",
+            "print(1)",
+        ]);
+        assert_eq!(run.status, 2, "{sandbox}: {}", run.stderr);
+        assert!(
+            run.stderr
+                .contains("--import-work-dir applies only to --sandbox none"),
+            "{sandbox}: {}",
+            run.stderr
+        );
+    }
+}
+
 /// `--disk` is validated at the edge: the field and its range are named, nothing runs.
 #[test]
 fn an_invalid_disk_limit_names_the_field_and_its_range() {

@@ -223,12 +223,22 @@ fn builder_options_that_do_not_fit_are_refused_by_name() {
         "preload",
     );
     refused(none().monitor_interval(Duration::ZERO), "monitor_interval");
+    refused(docker().import_work_dir(true), "import_work_dir");
+    refused(
+        CodeExecutionTool::builder().import_work_dir(true),
+        "import_work_dir",
+    );
     // And the same options where they fit build (the none backend needs no kernel feature).
     let tool = none()
         .monitor_interval(Duration::from_millis(1))
+        .import_work_dir(true)
         .build()
         .unwrap();
     assert_eq!(tool.backend(), BackendKind::None);
+    let imported = tool
+        .execute("open('written.py', 'w').write('X = 5')\nimport written\nprint(written.X)")
+        .unwrap();
+    assert_eq!(imported.output, "5\n", "{imported:?}");
 }
 
 #[test]

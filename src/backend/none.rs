@@ -19,14 +19,21 @@ use crate::runner::{Invocation, RunnerArgs, code_environment};
 pub struct NoneBackend {
     interpreter: Interpreter,
     supervisor: HelperBinary,
+    /// Whether the run's work directory goes first on `sys.path` (off unless asked).
+    import_work_dir: bool,
 }
 
 impl NoneBackend {
-    pub fn new(interpreter: Interpreter, supervisor: HelperBinary) -> NoneBackend {
+    pub fn new(
+        interpreter: Interpreter,
+        supervisor: HelperBinary,
+        import_work_dir: bool,
+    ) -> NoneBackend {
         workspace::reap_stale();
         NoneBackend {
             interpreter,
             supervisor,
+            import_work_dir,
         }
     }
 
@@ -51,29 +58,26 @@ impl Backend for NoneBackend {
     }
 
     fn execute(&self, request: &ExecutionRequest<'_>) -> ExecutionResult {
-        run(&self.interpreter, &self.supervisor, request).unwrap_or_else(|err| {
+        run(self, request).unwrap_or_else(|err| {
             ExecutionResult::sandbox_error(BackendKind::None.as_str(), err.to_string())
         })
     }
 }
 
-fn run(
-    interpreter: &Interpreter,
-    supervisor: &HelperBinary,
-    request: &ExecutionRequest<'_>,
-) -> Result<ExecutionResult, RunError> {
+fn run(backend: &NoneBackend, request: &ExecutionRequest<'_>) -> Result<ExecutionResult, RunError> {
     let (_workspace, code_path, work_dir, stdin) =
         Workspace::for_request(request.code, request.stdin, "work").map_err(RunError::Workspace)?;
 
     let work = work_dir.to_string_lossy();
     let config = SupervisorConfig {
         interpreter: Invocation::new(
-            interpreter.program(),
+            backend.interpreter.program(),
             RunnerArgs {
                 report_fd: fds::REPORT,
                 code_path: code_path.to_string_lossy().into_owned(),
-                // The host's directory: off, as for an interpreter started in it with -I.
-                import_dir: None,
+                // Off unless asked, as for an interpreter started with -I; when asked, the
+                // run's own fresh directory (nothing of the host's is in it).
+                import_dir: backend.import_work_dir.then(|| work.clone().into_owned()),
                 pooled: None,
             },
             code_environment(&work, &work),
@@ -84,7 +88,7 @@ fn run(
     };
     let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
     let launch = Launch::Exec {
-        program: supervisor.path(),
+        program: backend.supervisor.path(),
         mode: HiddenMode::Supervise,
     };
     run_helper(launch, &config_json, stdin, request, BackendKind::None)

@@ -9,10 +9,11 @@ use crate::interpreter::Interpreter;
 use crate::protocol::Exposure;
 
 /// Host paths a Python interpreter commonly needs besides its own directories: the shared
-/// libraries, the dynamic linker's cache and the time zones (the services and protocols
-/// tables are copied into the generated /etc: see `sandbox::root`). `/usr/bin` is exposed so
-/// that code can start the
-/// usual tools (`sh`, `ls`), read-only like everything else.
+/// libraries, the dynamic linker's cache, the time zones, and the fonts with fontconfig's
+/// configuration and cache (matplotlib's font manager runs `fc-list`; without them it warns
+/// on stderr) — public files, nothing of a user's (the services and protocols tables are
+/// copied into the generated /etc: see `sandbox::root`). `/usr/bin` is exposed so that code
+/// can start the usual tools (`sh`, `ls`), read-only like everything else.
 const SYSTEM_PATHS: &[&str] = &[
     "/usr/bin",
     "/usr/lib",
@@ -29,6 +30,10 @@ const SYSTEM_PATHS: &[&str] = &[
     "/etc/ld.so.cache",
     "/etc/localtime",
     "/usr/share/zoneinfo",
+    "/etc/fonts",
+    "/usr/share/fonts",
+    "/usr/share/fontconfig",
+    "/var/cache/fontconfig",
 ];
 
 /// Asks the interpreter where its standard library and site-packages are.
