@@ -104,7 +104,8 @@ native_test!(root_is_minimal_and_read_only, {
     let code = r#"
 import os
 print(sorted(os.listdir('/')))
-for path in ['/usr/lib/evil', '/etc/passwd', '/newdir', '/code/main.py', '/proc/sys/kernel/hostname']:
+for path in ['/usr/lib/evil', '/etc/passwd', '/newdir', '/code/main.py', '/proc/sys/kernel/hostname',
+             '/etc/fonts/fonts.conf', '/usr/share/fonts/evil.ttf', '/var/cache/fontconfig/evil']:
     try:
         with open(path, 'a') as f: f.write('x')
         print('WROTE', path)
@@ -131,7 +132,7 @@ print(sorted(os.listdir('/dev')))
         out.contains("var []\n") || out.contains("var ['/var/cache', '/var/cache/fontconfig']\n"),
         "{out}"
     );
-    assert_eq!(out.matches("refused").count(), 5, "{out}");
+    assert_eq!(out.matches("refused").count(), 8, "{out}");
     assert!(out.contains("writable /work\nwritable /tmp\nwritable /dev/shm\n"));
     assert!(
         out.contains("False False False\n"),
