@@ -125,7 +125,8 @@ print(sorted(os.listdir('/dev')))
     let top = out.lines().next().unwrap();
     assert!(
         top == "['bin', 'code', 'dev', 'etc', 'lib', 'lib64', 'proc', 'tmp', 'usr', 'work']"
-            || top == "['bin', 'code', 'dev', 'etc', 'lib', 'lib64', 'proc', 'tmp', 'usr', 'var', 'work']",
+            || top
+                == "['bin', 'code', 'dev', 'etc', 'lib', 'lib64', 'proc', 'tmp', 'usr', 'var', 'work']",
         "{out}"
     );
     assert!(
