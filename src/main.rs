@@ -340,10 +340,13 @@ fn run(args: RunArgs) -> Result<u8> {
     } else {
         ZygoteMode::Off
     };
+    // This process is the helper binary and stays single-threaded until its one run starts:
+    // the run's supervisor or sandbox helper is a fork of it, not another exec.
     let mut builder = CodeExecutionTool::builder()
         .backend(plan.backend)
         .limits(plan.limits)
-        .strict_limits(plan.strict_limits);
+        .strict_limits(plan.strict_limits)
+        .helpers_forked_here(true);
     if plan.backend == BackendKind::Native {
         builder = builder.zygote(zygote);
     }

@@ -100,6 +100,7 @@ pub struct ToolBuilder {
     preload: Vec<String>,
     zygote: Option<ZygoteMode>,
     import_work_dir: bool,
+    helpers_forked_here: bool,
 }
 
 impl ToolBuilder {
@@ -138,6 +139,17 @@ impl ToolBuilder {
     /// always do it (their work directory is the sandbox's own).
     pub fn import_work_dir(mut self, import: bool) -> Self {
         self.import_work_dir = import;
+        self
+    }
+
+    /// For a program that is its own helper binary (it calls
+    /// [`run_if_requested`](crate::run_if_requested) first thing in `main`, as `code-exec`
+    /// does): a cold run's supervisor or sandbox helper runs in a fork of this process
+    /// instead of an exec of the binary, sparing the exec and the binary's start-up. Only
+    /// while the process is single-threaded (checked at each run; otherwise the binary is
+    /// exec'd as usual), so it pays off for a small one-shot program like the CLI.
+    pub fn helpers_forked_here(mut self, fork: bool) -> Self {
+        self.helpers_forked_here = fork;
         self
     }
 
@@ -297,10 +309,13 @@ impl ToolBuilder {
             Some(PythonChoice::Resolved(interpreter)) => interpreter.clone(),
             None => Interpreter::discover()?,
         };
-        let helper = match &self.supervisor {
+        let mut helper = match &self.supervisor {
             Some(path) => HelperBinary::at(path),
             None => HelperBinary::locate().map_err(ToolError::HelperNotFound)?,
         };
+        if self.helpers_forked_here {
+            helper = helper.forking_here(crate::process::run_hidden_mode);
+        }
         Ok((interpreter, helper))
     }
 
@@ -481,6 +496,7 @@ impl CodeExecutionTool {
             preload: Vec::new(),
             zygote: None,
             import_work_dir: false,
+            helpers_forked_here: false,
         }
     }
 

@@ -80,9 +80,17 @@ struct Capture {
 }
 
 /// Where the helper program is: the `code-exec` binary (or any binary that calls
-/// [`run_if_requested`](crate::process::run_if_requested) first thing in `main`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HelperBinary(PathBuf);
+/// [`run_if_requested`](crate::process::run_if_requested) first thing in `main`), and,
+/// for a program that is that binary itself, the entry of its hidden modes, which a run's
+/// supervisor or sandbox helper then runs in a fork of this process instead of an exec.
+#[derive(Debug, Clone)]
+pub struct HelperBinary {
+    path: PathBuf,
+    fork_entry: Option<HiddenModeEntry>,
+}
+
+/// Runs this process as a hidden-mode process, its fds in place; returns its exit status.
+pub(crate) type HiddenModeEntry = fn(HiddenMode) -> i32;
 
 /// Environment variable naming the helper binary explicitly.
 pub const HELPER_ENV: &str = "CODE_EXEC_SUPERVISOR";
@@ -90,7 +98,17 @@ pub const HELPER_ENV: &str = "CODE_EXEC_SUPERVISOR";
 impl HelperBinary {
     /// A binary known to handle the hidden modes.
     pub fn at(path: impl Into<PathBuf>) -> HelperBinary {
-        HelperBinary(path.into())
+        HelperBinary {
+            path: path.into(),
+            fork_entry: None,
+        }
+    }
+
+    /// Runs hidden modes through `entry` in a fork of this process while it is
+    /// single-threaded (checked at each start), and execs the binary otherwise.
+    pub(crate) fn forking_here(mut self, entry: HiddenModeEntry) -> HelperBinary {
+        self.fork_entry = Some(entry);
+        self
     }
 
     /// Finds the helper: `$CODE_EXEC_SUPERVISOR`, this very program when it is `code-exec`, a
@@ -100,7 +118,7 @@ impl HelperBinary {
         if let Some(path) = std::env::var_os(HELPER_ENV) {
             let path = PathBuf::from(path);
             return if is_executable(&path) {
-                Ok(HelperBinary(path))
+                Ok(HelperBinary::at(path))
             } else {
                 Err(format!(
                     "{HELPER_ENV}={} is not an executable file",
@@ -126,7 +144,7 @@ impl HelperBinary {
         candidates
             .into_iter()
             .find(|c| is_executable(c))
-            .map(HelperBinary)
+            .map(HelperBinary::at)
             .ok_or_else(|| {
                 format!(
                     "the code-exec helper binary was not found (looked beside this program and on PATH): build it with `cargo build --release`, or set {HELPER_ENV}"
@@ -135,7 +153,7 @@ impl HelperBinary {
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 }
 
@@ -243,9 +261,13 @@ pub(crate) trait ForkHelper {
     ) -> Result<ForkedHelper, RunError>;
 }
 
-/// How a run's helper starts: exec'd as `program MODE`, or forked by a [`ForkHelper`].
+/// How a run's helper starts: as `helper MODE` (exec'd, or forked here: see
+/// [`HelperBinary`]), or forked by a [`ForkHelper`].
 pub(crate) enum Launch<'a> {
-    Exec { program: &'a Path, mode: HiddenMode },
+    Exec {
+        helper: &'a HelperBinary,
+        mode: HiddenMode,
+    },
     Fork(&'a dyn ForkHelper),
 }
 
@@ -261,10 +283,12 @@ pub(crate) fn run_helper(
     spawn_helper(launch, config_json, stdin.into())?.finish(request, backend, None)
 }
 
-/// The helper process of a run: our child, or one the zygote forked (watched by pidfd).
+/// The helper process of a run: our exec'd child, our child forked here (both ours to
+/// reap), or one the zygote forked (watched by pidfd, reaped by the zygote).
 #[derive(Debug)]
 enum HelperProcess {
     Child(Child),
+    ForkedHere(ForkedHelper),
     Forked(ForkedHelper),
 }
 
@@ -272,7 +296,7 @@ impl HelperProcess {
     fn id(&self) -> u32 {
         match self {
             HelperProcess::Child(child) => child.id(),
-            HelperProcess::Forked(forked) => forked.pid,
+            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => forked.pid,
         }
     }
 
@@ -280,17 +304,19 @@ impl HelperProcess {
     fn has_ended(&mut self) -> bool {
         match self {
             HelperProcess::Child(child) => !matches!(child.try_wait(), Ok(None)),
-            HelperProcess::Forked(forked) => {
+            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => {
                 sys::fdpass::poll_readable(forked.pidfd.as_fd(), 0).unwrap_or(true)
             }
         }
     }
 
+    /// Waits for it to end, and reaps it when it is ours.
     fn wait(&mut self) {
         match self {
             HelperProcess::Child(child) => {
                 let _ = child.wait();
             }
+            HelperProcess::ForkedHere(forked) => sys::reap_child(forked.pid as libc::pid_t),
             HelperProcess::Forked(forked) => {
                 let _ = sys::fdpass::poll_readable(forked.pidfd.as_fd(), -1);
             }
@@ -300,7 +326,9 @@ impl HelperProcess {
     fn kill(&mut self) {
         match self {
             HelperProcess::Child(child) => sys::kill(child.id()),
-            HelperProcess::Forked(forked) => sys::kill_pidfd(forked.pidfd.as_fd()),
+            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => {
+                sys::kill_pidfd(forked.pidfd.as_fd())
+            }
         }
     }
 }
@@ -367,7 +395,22 @@ pub(crate) fn spawn_helper(
             drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
             HelperProcess::Forked(forked)
         }
-        Launch::Exec { program, mode } => {
+        Launch::Exec { helper, mode } if helper.forks_here() => {
+            let placed = [
+                (stdin.as_fd(), 0),
+                (stdout_w.as_fd(), 1),
+                (stderr_w.as_fd(), 2),
+                (report_w.as_fd(), fds::REPORT),
+                (status_w.as_fd(), fds::STATUS),
+                (control_r.as_fd(), fds::CONTROL),
+            ];
+            let forked = fork_hidden_mode_here(helper, mode, &placed, config_json)?;
+            // The child holds the only other copies now (see below).
+            drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
+            HelperProcess::ForkedHere(forked)
+        }
+        Launch::Exec { helper, mode } => {
+            let program = helper.path();
             // Sources sit above every target number, so moving them cannot clobber each other.
             let placed = [
                 (report_w.as_fd(), fds::REPORT),
@@ -402,6 +445,77 @@ pub(crate) fn spawn_helper(
             control: control_w,
         }),
     })
+}
+
+impl HelperBinary {
+    /// Whether a hidden mode started now runs in a fork of this process: asked for, and
+    /// this process single-threaded (a fork of it is then as sound as a fresh process).
+    fn forks_here(&self) -> bool {
+        self.fork_entry.is_some() && sys::is_single_threaded()
+    }
+}
+
+/// Forks this (single-threaded) process into the hidden-mode process `mode`: what an exec of
+/// `helper MODE` would be (fds at their protocol numbers, the config on fd 6 and nothing
+/// else, a clean environment, default signals, a process group of its own) without the exec
+/// and the binary's start-up.
+fn fork_hidden_mode_here(
+    helper: &HelperBinary,
+    mode: HiddenMode,
+    placed: &[(BorrowedFd<'_>, RawFd)],
+    config_json: &str,
+) -> Result<ForkedHelper, RunError> {
+    let spawn_error = |source| RunError::Spawn {
+        program: helper.path().to_owned(),
+        source,
+    };
+    let entry = helper.fork_entry.ok_or(RunError::NoStatus)?;
+    // Sources sit above every target number, so moving them cannot clobber each other.
+    let mut sources = Vec::with_capacity(placed.len() + 1);
+    let mut moves = Vec::with_capacity(placed.len() + 1);
+    for &(fd, target) in placed {
+        let high = sys::dup_at_least(fd, fds::HIGH).map_err(spawn_error)?;
+        moves.push((high.as_raw_fd(), target));
+        sources.push(high);
+    }
+    let config = protocol::config_fd(config_json).map_err(spawn_error)?;
+    moves.push((config.as_raw_fd(), fds::CONFIG));
+    sources.push(config);
+    let setup = ChildSetup {
+        fds: moves,
+        close_from: Some((fds::CONFIG + 1) as u32),
+        rlimits: Vec::new(),
+        new_process_group: true,
+    };
+    // SAFETY: `forks_here` found this process single-threaded, and this thread started no
+    // other since: the child's copy of memory holds no lock another thread owned.
+    match unsafe { sys::isolation::fork_as_libc_does() }.map_err(spawn_error)? {
+        sys::isolation::Forked::Child => {
+            sys::reset_signals_to_defaults();
+            // SAFETY: the fresh child is single-threaded, holds no pointer into the
+            // environment and never reads its arguments again; the moved fds' owners in this copy of memory are never used or
+            // dropped again (it ends with `exit_now`).
+            // Nor may the sandbox see the caller's arguments (its /proc/1/cmdline is anyone's
+            // to read) or environment: they are overwritten in place.
+            let placed = unsafe {
+                sys::clear_environment();
+                sys::replace_command_line(&["code-exec", mode.arg()])
+                    .and_then(|()| setup.apply_here())
+            };
+            if placed.is_err() {
+                sys::isolation::exit_now(protocol::exit_code::FORKED_FDS_FAILED);
+            }
+            sys::isolation::exit_now(entry(mode))
+        }
+        sys::isolation::Forked::Parent(pid) => {
+            drop(sources);
+            let pidfd = sys::fdpass::pidfd_open(pid).map_err(spawn_error)?;
+            Ok(ForkedHelper {
+                pid: pid as u32,
+                pidfd,
+            })
+        }
+    }
 }
 
 impl SpawnedHelper {
@@ -700,7 +814,7 @@ fn reap_helper(child: &mut HelperProcess, reported_exit: bool) {
     if reported_exit {
         // A helper forked by the zygote is the zygote's to reap: after its report it only
         // tears down the sandbox's namespaces, which the result need not wait for.
-        if let HelperProcess::Child(_) = child {
+        if let HelperProcess::Child(_) | HelperProcess::ForkedHere(_) = child {
             child.wait();
         }
         return;

@@ -88,7 +88,7 @@ fn run(backend: &NoneBackend, request: &ExecutionRequest<'_>) -> Result<Executio
     };
     let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
     let launch = Launch::Exec {
-        program: backend.supervisor.path(),
+        helper: &backend.supervisor,
         mode: HiddenMode::Supervise,
     };
     run_helper(launch, &config_json, stdin, request, BackendKind::None)

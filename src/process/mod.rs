@@ -66,12 +66,19 @@ pub fn run_if_requested() {
     else {
         return;
     };
+    std::process::exit(run_hidden_mode(mode))
+}
+
+/// Runs this process as the hidden-mode process `mode`, its config on fd 6 and its other
+/// fds in place; returns its exit status. Reached after an exec of the binary
+/// ([`run_if_requested`]), or in a fork of a single-threaded process that is its own helper
+/// (the CLI: `ToolBuilder::helpers_forked_here`), which spares the exec.
+pub(crate) fn run_hidden_mode(mode: HiddenMode) -> i32 {
     let config = protocol::read_config();
-    let status = match mode {
+    match mode {
         HiddenMode::Supervise => supervisor::main(&config),
         HiddenMode::Sandbox => sandbox_helper::main(&config),
         HiddenMode::Zygote => zygote::main(&config),
         HiddenMode::WorkHolder => work_holder::main(&config),
-    };
-    std::process::exit(status)
+    }
 }

@@ -355,3 +355,75 @@ pub fn process_start_ticks(pid: u32) -> Option<u64> {
     let rest = &stat[stat.rfind(')')? + 2..];
     rest.split(' ').nth(19)?.parse().ok()
 }
+
+/// Whether this process has exactly one thread (counted in `/proc/self/task`): a fork of it
+/// may then run any code, as a fresh process would.
+pub fn is_single_threaded() -> bool {
+    std::fs::read_dir("/proc/self/task").is_ok_and(|tasks| tasks.take(2).count() == 1)
+}
+
+/// Waits for the child `pid` to end and reaps it; its status is not needed.
+pub fn reap_child(pid: libc::pid_t) {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid writes the status into our local.
+        let ret = unsafe { libc::waitpid(pid, &mut status, 0) };
+        if ret >= 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
+            return;
+        }
+    }
+}
+
+/// Empties this process's environment, as an exec with an empty one would.
+///
+/// # Safety
+/// `clearenv` is not thread-safe: call it only in a single-threaded process (a fresh fork
+/// of one) that holds no pointer into the environment.
+pub unsafe fn clear_environment() {
+    // SAFETY: the caller guarantees no other thread reads or writes the environment.
+    unsafe { libc::clearenv() };
+}
+
+/// Overwrites this process's command line with `argv` (NUL-separated, cut to fit) and blanks
+/// its original environment block, in place: what `/proc/<pid>/cmdline` (readable by
+/// anyone) and `/proc/<pid>/environ` then show, as after an exec of `argv` with an empty
+/// environment.
+///
+/// # Safety
+/// Nothing in this process may read its original arguments or environment strings again
+/// (call it in a fresh single-threaded fork, after [`clear_environment`], that never asks
+/// for `std::env::args` or variables).
+pub unsafe fn replace_command_line(argv: &[&str]) -> io::Result<()> {
+    let stat = std::fs::read_to_string("/proc/self/stat")?;
+    // Fields after the command name (which may hold spaces and parentheses) start at field 3.
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| io::Error::other("unreadable /proc/self/stat"))?;
+    let fields: Vec<u64> = after_name
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    // proc(5): (48) arg_start, (49) arg_end, (50) env_start, (51) env_end.
+    let field = |n: usize| fields.get(n - 3).copied().unwrap_or(0) as usize;
+    let (arg_start, arg_end, env_start, env_end) = (field(48), field(49), field(50), field(51));
+    if arg_start == 0 || arg_end <= arg_start || env_end < env_start {
+        return Err(io::Error::other("no argument block in /proc/self/stat"));
+    }
+    let mut title: Vec<u8> = Vec::new();
+    for arg in argv {
+        title.extend_from_slice(arg.as_bytes());
+        title.push(0);
+    }
+    let length = arg_end - arg_start;
+    title.truncate(length - 1);
+    title.resize(length, 0);
+    // SAFETY: the kernel names [arg_start, arg_end) and [env_start, env_end) as this
+    // process's argument and environment strings: mapped, writable (the initial stack) and,
+    // as the caller guarantees, read by nothing any more.
+    unsafe {
+        std::ptr::copy_nonoverlapping(title.as_ptr(), arg_start as *mut u8, length);
+        std::ptr::write_bytes(env_start as *mut u8, 0, env_end - env_start);
+    }
+    Ok(())
+}

@@ -165,7 +165,7 @@ impl NativeBackend {
     /// fails is restarted once; if that fails too, runs start cold from then on.
     fn start_helper(&self, config_json: &str, stdin: OwnedFd) -> Result<SpawnedHelper, RunError> {
         let cold = Launch::Exec {
-            program: self.helper.path(),
+            helper: &self.helper,
             mode: HiddenMode::Sandbox,
         };
         let zygote = match &*lock(&self.zygote) {
