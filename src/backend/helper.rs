@@ -18,6 +18,7 @@ use thiserror::Error;
 use super::verdict::{self, Exit, StopReason, Stream};
 use super::{BackendKind, CANCEL_POLL, Cancel, ExecutionRequest};
 use crate::cgroup::CgroupError;
+use crate::lock::lock;
 use crate::protocol::report::RunnerReport;
 use crate::protocol::{self, HiddenMode, StatusEvent, fds};
 use crate::result::{ExecutionResult, Sample};
@@ -287,24 +288,26 @@ pub(crate) fn run_helper(
 /// reap), or one the zygote forked (watched by pidfd, reaped by the zygote).
 #[derive(Debug)]
 enum HelperProcess {
-    Child(Child),
-    ForkedHere(ForkedHelper),
+    /// Exec'd to run the hidden mode it names.
+    Child(Child, HiddenMode),
+    /// Forked here to run the hidden mode it names.
+    ForkedHere(ForkedHelper, HiddenMode),
     Forked(ForkedHelper),
 }
 
 impl HelperProcess {
     fn id(&self) -> u32 {
         match self {
-            HelperProcess::Child(child) => child.id(),
-            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => forked.pid,
+            HelperProcess::Child(child, _) => child.id(),
+            HelperProcess::ForkedHere(forked, _) | HelperProcess::Forked(forked) => forked.pid,
         }
     }
 
     /// Whether it has ended (a forked one is reaped by the zygote).
     fn has_ended(&mut self) -> bool {
         match self {
-            HelperProcess::Child(child) => !matches!(child.try_wait(), Ok(None)),
-            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => {
+            HelperProcess::Child(child, _) => !matches!(child.try_wait(), Ok(None)),
+            HelperProcess::ForkedHere(forked, _) | HelperProcess::Forked(forked) => {
                 sys::fdpass::poll_readable(forked.pidfd.as_fd(), 0).unwrap_or(true)
             }
         }
@@ -313,10 +316,10 @@ impl HelperProcess {
     /// Waits for it to end, and reaps it when it is ours.
     fn wait(&mut self) {
         match self {
-            HelperProcess::Child(child) => {
+            HelperProcess::Child(child, _) => {
                 let _ = child.wait();
             }
-            HelperProcess::ForkedHere(forked) => sys::reap_child(forked.pid as libc::pid_t),
+            HelperProcess::ForkedHere(forked, _) => sys::reap_child(forked.pid as libc::pid_t),
             HelperProcess::Forked(forked) => {
                 let _ = sys::fdpass::poll_readable(forked.pidfd.as_fd(), -1);
             }
@@ -325,8 +328,8 @@ impl HelperProcess {
 
     fn kill(&mut self) {
         match self {
-            HelperProcess::Child(child) => sys::kill(child.id()),
-            HelperProcess::ForkedHere(forked) | HelperProcess::Forked(forked) => {
+            HelperProcess::Child(child, _) => sys::kill(child.id()),
+            HelperProcess::ForkedHere(forked, _) | HelperProcess::Forked(forked) => {
                 sys::kill_pidfd(forked.pidfd.as_fd())
             }
         }
@@ -407,7 +410,7 @@ pub(crate) fn spawn_helper(
             let forked = fork_hidden_mode_here(helper, mode, &placed, config_json)?;
             // The child holds the only other copies now (see below).
             drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
-            HelperProcess::ForkedHere(forked)
+            HelperProcess::ForkedHere(forked, mode)
         }
         Launch::Exec { helper, mode } => {
             let program = helper.path();
@@ -432,7 +435,7 @@ pub(crate) fn spawn_helper(
             // holds the only copies, so every stream reaches EOF when the run's last process
             // is gone.
             drop((report_w, status_w, control_r));
-            HelperProcess::Child(spawned)
+            HelperProcess::Child(spawned, mode)
         }
     };
     Ok(SpawnedHelper {
@@ -454,6 +457,10 @@ impl HelperBinary {
         self.fork_entry.is_some() && sys::is_single_threaded()
     }
 }
+
+/// Our helpers that reported their run's end and were left to tear down the sandbox's
+/// namespaces: reaped when they have ended, at a later run's end.
+static UNREAPED_HELPERS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 
 /// Forks this (single-threaded) process into the hidden-mode process `mode`: what an exec of
 /// `helper MODE` would be (fds at their protocol numbers, the config on fd 6 and nothing
@@ -812,11 +819,25 @@ fn watch(
 /// and a blocking wait is immediate; otherwise it is given a grace period, then killed.
 fn reap_helper(child: &mut HelperProcess, reported_exit: bool) {
     if reported_exit {
-        // A helper forked by the zygote is the zygote's to reap: after its report it only
-        // tears down the sandbox's namespaces, which the result need not wait for.
-        if let HelperProcess::Child(_) | HelperProcess::ForkedHere(_) = child {
-            child.wait();
-        }
+        // After its report a helper only tears down the sandbox's namespaces (the mount
+        // namespace's ~30 mounts go with its last reference: milliseconds), which the result
+        // need not wait for. One forked by the zygote is the zygote's to reap; one of ours is
+        // reaped once it has ended, at the end of a later run, or by whoever inherits it when
+        // a one-shot process (the CLI) has exited with the answer.
+        let ours = match child {
+            // A supervisor (`none`) has no namespaces to tear down: reaped now.
+            HelperProcess::Child(_, HiddenMode::Supervise)
+            | HelperProcess::ForkedHere(_, HiddenMode::Supervise) => {
+                child.wait();
+                return;
+            }
+            HelperProcess::Child(spawned, _) => spawned.id() as libc::pid_t,
+            HelperProcess::ForkedHere(forked, _) => forked.pid as libc::pid_t,
+            HelperProcess::Forked(_) => return,
+        };
+        let mut pending = lock(&UNREAPED_HELPERS);
+        pending.retain(|&pid| !sys::try_reap_child(pid));
+        pending.push(ours);
         return;
     }
     let deadline = Instant::now() + KILL_GRACE;

@@ -129,12 +129,9 @@ impl V1Dirs {
     }
 }
 
-/// Whether this process can create (and remove) a child cgroup in `dir`.
+/// Whether this process can create (and remove) a child cgroup in `dir`: asked of the
+/// kernel's permission check, not by making one (a v1 cgroup's removal can cost
+/// milliseconds, on every start of the tool).
 fn can_create_children(dir: &Path) -> bool {
-    let probe = dir.join(format!("code-exec-probe-{}", std::process::id()));
-    let made = std::fs::create_dir(&probe).is_ok();
-    if made {
-        let _ = std::fs::remove_dir(&probe);
-    }
-    made
+    crate::sys::may_create_in(dir)
 }

@@ -3,6 +3,7 @@
 //! only to call the few functions here whose soundness depends on the caller (`unsafe fn`
 //! with a `# Safety` section), each call with its own `SAFETY` comment. Runs in every process.
 
+mod access;
 pub mod embed;
 pub mod fdpass;
 pub mod isolation;
@@ -13,6 +14,7 @@ mod process;
 mod remove;
 mod signals;
 
+pub use access::may_create_in;
 pub use isolation::landlock_abi;
 pub use kill::*;
 pub use process::*;

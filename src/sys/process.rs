@@ -374,6 +374,14 @@ pub fn reap_child(pid: libc::pid_t) {
     }
 }
 
+/// Reaps the child `pid` if it has ended; whether it is gone (reaped now, or not ours).
+pub fn try_reap_child(pid: libc::pid_t) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid writes the status into our local.
+    let ret = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    ret != 0
+}
+
 /// Empties this process's environment, as an exec with an empty one would.
 ///
 /// # Safety
