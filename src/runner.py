@@ -152,10 +152,8 @@ def _code_exec_end_forked(status):
     # A run forked from the zygote ends as multiprocessing's forked children end: the visible
     # steps of the interpreter's finalization, in its order (non-daemon threads joined, atexit
     # handlers, streams flushed, the program's own module finalized so that its objects'
-    # __del__ and unflushed files run), then _exit. The rest of a finalization only frees
+    # __del__ and unflushed files run), then the C library's exit. The rest of a finalization only frees
     # memory the process is about to lose, and in a forked process it costs page copies.
-    import os
-
     threading = sys.modules.get("threading")
     if threading is not None:
         try:
@@ -192,7 +190,10 @@ def _code_exec_end_forked(status):
     gc.collect()
     if not flush() or failed:
         status = 120
-    os._exit(status)
+    # The zygote's code process then exits with it through the C library's exit(), which
+    # flushes what C code buffered in stdio (printf from an extension) as a normal exit does,
+    # and skips the interpreter's teardown.
+    sys._code_exec_exit_status = status
 
 
 _code_exec_forked = globals().get("_code_exec_forked", False)
@@ -209,5 +210,5 @@ except BaseException:
     pass
 if _code_exec_forked:
     _code_exec_end_forked(_code_exec_status)
-if _code_exec_status:
+elif _code_exec_status:
     sys.exit(_code_exec_status)

@@ -112,6 +112,9 @@ const SAME_AS_COLD: &[&str] = &[
     "class Late:\n    def __del__(self):\n        print('cycle collected')\na = Late(); a.me = a\ndel a\nprint('end')",
     // The C library's idea of the main thread's id (issue 18, item 6): stale in a raw fork.
     "import threading, time\nclock = time.pthread_getcpuclockid(threading.get_ident())\nprint(time.clock_gettime(clock) >= 0)",
+    // What C code buffered in the C library's stdio reaches the output at exit (it was lost
+    // through the zygote while forked runs ended with _exit).
+    "import ctypes\nctypes.CDLL(None).printf(b'from C %d\\n', 42)\nprint('from Python')",
     "import signal, threading, time\nsignal.signal(signal.SIGUSR1, lambda *a: print('got it'))\nt = threading.Thread(target=signal.pthread_kill, args=(threading.main_thread().ident, signal.SIGUSR1))\nt.start(); t.join(); time.sleep(0.05)\nprint('end')",
 ];
 

@@ -145,6 +145,11 @@ fn run_embedded(python: &EmbeddedPython, invocation: &Invocation, site_in_zygote
     };
     // The runner then runs as `-c` code runs: in __main__, at the bottom of the stack.
     let ran = python.run(&source) && python.run_compiled(c"_code_exec_runner");
+    // The runner ended the run as a forked worker ends (see its `_code_exec_end_forked`) and
+    // left the status: exit() flushes the C library's stdio buffers, as a normal exit does.
+    if ran && let Some(status) = python.sys_int(c"_code_exec_exit_status") {
+        std::process::exit(status as i32)
+    }
     let flushed = python.finalize();
     match (ran, flushed) {
         (false, _) => 1,

@@ -20,6 +20,7 @@ pub struct EmbeddedPython {
     eval_code: unsafe extern "C" fn(*mut c_void, *mut c_void, *mut c_void) -> *mut c_void,
     print_error: unsafe extern "C" fn(),
     decref: unsafe extern "C" fn(*mut c_void),
+    long_value: unsafe extern "C" fn(*mut c_void) -> libc::c_long,
     version: String,
     _not_send: std::marker::PhantomData<*const ()>,
 }
@@ -131,6 +132,7 @@ impl EmbeddedPython {
             set_program_name(wide);
             initialize(1);
         }
+        unbuffer_c_stdio();
         // SAFETY: Py_GetVersion returns a static NUL-terminated string.
         let version = unsafe { CStr::from_ptr(get_version()) }
             .to_string_lossy()
@@ -167,6 +169,11 @@ impl EmbeddedPython {
             ),
             print_error: function!(lib, "PyErr_Print", unsafe extern "C" fn()),
             decref: function!(lib, "Py_DecRef", unsafe extern "C" fn(*mut c_void)),
+            long_value: function!(
+                lib,
+                "PyLong_AsLong",
+                unsafe extern "C" fn(*mut c_void) -> libc::c_long
+            ),
             version,
             _not_send: std::marker::PhantomData,
         })
@@ -213,6 +220,24 @@ impl EmbeddedPython {
         }
     }
 
+    /// The integer attribute `name` of the `sys` module, if it is set to one.
+    pub fn sys_int(&self, name: &CStr) -> Option<i64> {
+        // SAFETY: initialized interpreter, GIL held by this only thread. AddModule, GetDict and
+        // GetItemString return borrowed references or NULL (checked); PyLong_AsLong takes one
+        // and returns -1 with an exception set for a non-integer, which is then left unused.
+        unsafe {
+            let sys = (self.add_module)(c"sys".as_ptr());
+            if sys.is_null() {
+                return None;
+            }
+            let item = (self.dict_item)((self.module_dict)(sys), name.as_ptr());
+            if item.is_null() {
+                return None;
+            }
+            Some((self.long_value)(item))
+        }
+    }
+
     /// Call before forking a process that will run Python code (or whose descendants will).
     pub fn before_fork(&self) {
         // SAFETY: initialized interpreter, GIL held by this (only) thread.
@@ -236,6 +261,26 @@ impl EmbeddedPython {
     pub fn finalize(&self) -> bool {
         // SAFETY: initialized interpreter, GIL held; nothing uses it afterwards.
         unsafe { (self.finalize)() == 0 }
+    }
+}
+
+unsafe extern "C" {
+    static mut stdin: *mut libc::FILE;
+    static mut stdout: *mut libc::FILE;
+    static mut stderr: *mut libc::FILE;
+}
+
+/// Makes the C library's standard streams unbuffered, as `python3 -u` does at its start
+/// (`Py_InitializeEx` leaves that to the `python3` program), so that what C code writes
+/// through stdio interleaves with Python's output as in a cold run.
+fn unbuffer_c_stdio() {
+    // SAFETY: glibc's stdin, stdout and stderr are valid FILE pointers for the life of the
+    // process; setvbuf before other use of a stream only changes its buffering mode. Read
+    // once each, on the zygote's only thread.
+    unsafe {
+        for stream in [stdin, stdout, stderr] {
+            libc::setvbuf(stream, std::ptr::null_mut(), libc::_IONBF, 0);
+        }
     }
 }
 
