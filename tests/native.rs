@@ -553,7 +553,7 @@ fn science_venvs(test: &str) -> Option<Vec<std::path::PathBuf>> {
 
 // The packages users bring most (issue 18, item 4): a virtual environment with numpy and
 // matplotlib, of each Python here (prepared by CI, see .ci/run), computes and draws, and
-// matplotlib's font manager finds fontconfig as it does bare (nothing on stderr).
+// matplotlib's font manager finds fontconfig as it does bare (no fontconfig error).
 native_test!(numpy_and_matplotlib_of_a_virtual_environment_work, {
     let Some(venvs) = science_venvs("numpy_and_matplotlib_of_a_virtual_environment_work") else {
         return;
@@ -602,7 +602,14 @@ print(open('/work/plot.png', 'rb').read(8) == b'\x89PNG\r\n\x1a\n')
         }
         assert_eq!(status, 0, "{}: {r}", venv.display());
         assert_eq!(output(&r), "66 0.5\nTrue\n", "{}: {r}", venv.display());
-        assert_eq!(r["stderr"], "", "{}: {r}", venv.display());
+        // Fontconfig's own configuration is exposed: its "Cannot load default config file"
+        // is gone (matplotlib may still say it is building its font cache: under emulation,
+        // where that takes more than its 5 s timer, it says so bare too).
+        assert!(
+            !r["stderr"].as_str().unwrap().contains("Fontconfig"),
+            "{}: {r}",
+            venv.display()
+        );
         ran += 1;
     }
     eprintln!(
