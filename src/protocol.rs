@@ -286,6 +286,25 @@ pub(crate) fn read_config() -> String {
     config
 }
 
+/// The largest compiled runner read (the runner's `.pyc` is a few KiB).
+const COMPILED_RUNNER_CAP: u64 = 1 << 20;
+
+/// Reads the compiled runner the host named (`Invocation::compiled_runner`), never through a
+/// link; `None` if it cannot be read, and the interpreter then compiles the runner's source.
+pub(crate) fn read_compiled_runner(path: &std::path::Path) -> Option<Vec<u8>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(COMPILED_RUNNER_CAP)
+        .read_to_end(&mut bytes)
+        .ok()?;
+    Some(bytes)
+}
+
 /// Points this process's copies of the code's streams (fds 0–2 and the report channel) at
 /// `/dev/null`: a helper that holds none lets them reach EOF as soon as the last process of
 /// the run is gone.

@@ -1,5 +1,6 @@
 # code-exec runner: executes the user's code as __main__ and reports how it ended.
-# argv: <report fd> <path of the code file> <import dir, or ""> [--pooled MODULE...].
+# argv: <report fd> <path of the code file> <import dir, or ""> [--pooled MODULE...]; run from
+# `-c`, or compiled ahead as the script /proc/self/fd/N.
 # The report channel is separate from the code's stdout/stderr; its wire is in protocol.rs (`report`): while nothing of the
 # user's has run, the runner writes "R" (pooled: ready), then either one compile-failure frame
 # or "S" (the user's code starts now). Everything after "S" is written where the code can
@@ -19,6 +20,11 @@ def _code_exec_main():
     path = sys.argv[2]
     import_dir = sys.argv[3]
     import os
+
+    # Run compiled ahead from an inherited fd (`python3 /proc/self/fd/N`, see runner.rs): the
+    # interpreter has read it; the fd is closed before anything of the user's runs.
+    if sys.argv[0].startswith("/proc/self/fd/"):
+        os.close(int(sys.argv[0][len("/proc/self/fd/"):]))
 
     os.set_inheritable(fd, False)
     # Bound now: the code may replace any builtin or os function before the runner's last

@@ -14,6 +14,9 @@ pub(crate) const RUNNER: &str = include_str!("runner.py");
 
 /// The interpreter's own flags before the runner: isolated mode, unbuffered streams, `-c`.
 const INTERPRETER_FLAGS: [&str; 3] = ["-I", "-u", "-c"];
+/// Where the interpreter finds the compiled runner: this and its fd number (the runner
+/// recognizes it in `sys.argv[0]` and closes that fd).
+const COMPILED_RUNNER_PATH: &str = "/proc/self/fd/";
 /// The runner's flag for a pre-started sandbox (followed by the modules to import ahead).
 const POOLED_FLAG: &str = "--pooled";
 
@@ -40,6 +43,11 @@ pub(crate) struct Invocation {
     pub(crate) program: PathBuf,
     pub(crate) runner: RunnerArgs,
     pub(crate) env: Vec<(String, String)>,
+    /// The runner compiled ahead for this interpreter (a `.pyc` on the host, see
+    /// `backend::runner_cache`): the process that starts the interpreter hands it over as a
+    /// file, which the interpreter runs as its script instead of compiling the source.
+    #[serde(default)]
+    pub(crate) compiled_runner: Option<PathBuf>,
 }
 
 impl Invocation {
@@ -48,7 +56,14 @@ impl Invocation {
             program: program.to_owned(),
             runner,
             env,
+            compiled_runner: None,
         }
+    }
+
+    /// The same, started with the runner compiled ahead at `pyc` (see `compiled_runner`).
+    pub(crate) fn with_compiled_runner(mut self, pyc: Option<PathBuf>) -> Self {
+        self.compiled_runner = pyc;
+        self
     }
 
     /// The runner's own arguments: what `sys.argv[1:]` holds when it starts.
@@ -65,10 +80,31 @@ impl Invocation {
         args
     }
 
-    /// The arguments after the program, as `execve` receives them.
+    /// The arguments after the program, as `execve` receives them, with the runner's source
+    /// after `-c`.
     pub(crate) fn args(&self) -> Vec<String> {
-        let mut args: Vec<String> = INTERPRETER_FLAGS.iter().map(|f| f.to_string()).collect();
-        args.push(RUNNER.into());
+        self.args_with_runner_at(None)
+    }
+
+    /// The same, or with the compiled runner run as the script from `fd` of the interpreter's
+    /// process (`/proc/self/fd/N`, which the runner closes first thing).
+    pub(crate) fn args_with_runner_at(&self, fd: Option<RawFd>) -> Vec<String> {
+        let mut args: Vec<String> = match fd {
+            Some(fd) => {
+                let mut flags: Vec<String> = INTERPRETER_FLAGS[..2]
+                    .iter()
+                    .map(|f| f.to_string())
+                    .collect();
+                flags.push(format!("{COMPILED_RUNNER_PATH}{fd}"));
+                flags
+            }
+            None => {
+                let mut flags: Vec<String> =
+                    INTERPRETER_FLAGS.iter().map(|f| f.to_string()).collect();
+                flags.push(RUNNER.into());
+                flags
+            }
+        };
         args.extend(self.runner_args());
         args
     }

@@ -635,6 +635,71 @@ native_test!(memfd_and_sparse_files_are_bounded, {
     assert_host_clean("native_memfd");
 });
 
+// A cold run's interpreter runs the runner compiled ahead (issue 17), from a sealed file at
+// an inherited fd: the runner closes that fd before the code starts, so the code can neither
+// read nor rewrite the runner of later runs through it, and the host's copy is unchanged.
+native_test!(the_compiled_runner_is_out_of_the_codes_reach, {
+    let code = r#"
+import os, sys
+runner = sys.orig_argv[3]
+# Forked from the zygote the runner is the zygote's compiled code: no fd to try.
+print('compiled' if runner.startswith('/proc/self/fd/') else runner)
+for mode in ('rb', 'r+b', 'wb') if runner != '-c' else ():
+    try:
+        open(runner, mode); print('OPENED', mode)
+    except OSError as e:
+        print('refused', e.errno in (2, 13))
+print(sorted(os.listdir('/proc/self/fd')))
+"#;
+    let cached: Vec<(std::path::PathBuf, Vec<u8>)> = runner_cache_files()
+        .into_iter()
+        .map(|p| {
+            let bytes = std::fs::read(&p).unwrap();
+            (p, bytes)
+        })
+        .collect();
+    let (r, status) = run_native(code, &[]);
+    assert_eq!(status, 0, "{r}");
+    let fds = "['0', '1', '2', '3', '4']\n";
+    let expected = if zygote_args().is_empty() {
+        format!("compiled\nrefused True\nrefused True\nrefused True\n{fds}")
+    } else {
+        format!("-c\n{fds}")
+    };
+    assert_eq!(output(&r), expected, "{r}");
+    for (path, bytes) in cached {
+        assert_eq!(std::fs::read(&path).unwrap(), bytes, "{}", path.display());
+    }
+});
+
+/// The compiled runners this user's tool keeps (see `backend::runner_cache`).
+fn runner_cache_files() -> Vec<std::path::PathBuf> {
+    let uid = effective_uid_of_this_process();
+    let dir = if uid == 0 {
+        std::path::PathBuf::from("/run/code-exec")
+    } else {
+        std::env::temp_dir().join(format!("code-exec-cache-{uid}"))
+    };
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "pyc"))
+        .collect()
+}
+
+/// This process's effective uid, read from /proc.
+fn effective_uid_of_this_process() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|u| u.parse().ok())
+        .unwrap()
+}
+
 native_test!(mlock_and_stack_overflow_are_contained, {
     let code = MLOCK_16MB;
     let (r, status) = run_native(code, &[]);

@@ -81,7 +81,7 @@ fn seen(r: &ExecutionResult) -> String {
 
 /// Programs whose every visible effect must be the same forked from the zygote as cold.
 const SAME_AS_COLD: &[&str] = &[
-    "import sys, os\nprint(sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix)\nprint(sys.path)\nprint(sys.argv, sys.orig_argv[1:4], sys.orig_argv[5:])\nprint(sorted(os.environ.items()))",
+    "import sys, os\nprint(sys.executable, sys.prefix, sys.base_prefix, sys.exec_prefix)\nprint(sys.path)\nprint(sys.argv, sys.orig_argv[1:3], sys.orig_argv[-3:])\nprint(sorted(os.environ.items()))",
     // Every flag but no_site (see below).
     "import sys\nprint({k: getattr(sys.flags, k) for k in dir(sys.flags) if not k.startswith('_') and k not in ('no_site', 'count', 'index')})",
     "print(exit, quit, type(copyright).__name__, type(help).__name__, __name__, __file__)",

@@ -6,6 +6,7 @@ pub mod docker;
 pub mod helper;
 pub mod native;
 pub mod none;
+pub(crate) mod runner_cache;
 pub(crate) mod runs;
 pub(crate) mod verdict;
 mod workspace;

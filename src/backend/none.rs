@@ -7,6 +7,7 @@
 //! Runs in the host process (the supervisor's own code is `crate::process::supervisor`).
 
 use super::helper::{HelperBinary, Launch, RunError, run_helper};
+use super::runner_cache;
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::interpreter::Interpreter;
@@ -81,7 +82,8 @@ fn run(backend: &NoneBackend, request: &ExecutionRequest<'_>) -> Result<Executio
                 pooled: None,
             },
             code_environment(&work, &work),
-        ),
+        )
+        .with_compiled_runner(runner_cache::compiled_runner(&backend.interpreter)),
         cwd: work_dir.clone(),
         memory_bytes: Some(request.limits.memory_mb.bytes()),
         sample_interval_ms: request.monitor.map(|d| d.as_millis().max(1) as u64),

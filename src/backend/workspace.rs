@@ -24,7 +24,7 @@ pub(crate) fn base() -> std::io::Result<PathBuf> {
 
 /// Makes `base` a private directory of this user (created 0700, made 0700); an error if it is
 /// a link or someone else's.
-fn private_base(base: &Path) -> std::io::Result<PathBuf> {
+pub(super) fn private_base(base: &Path) -> std::io::Result<PathBuf> {
     match std::fs::DirBuilder::new().mode(0o700).create(base) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}

@@ -15,8 +15,9 @@ use crate::sys::{self, isolation};
 /// How the code's process starts the interpreter once it is locked down.
 #[derive(Clone, Copy)]
 pub(crate) enum CodeStart<'a> {
-    /// `execve` of the configured program (a cold start).
-    Exec,
+    /// `execve` of the configured program (a cold start), handing it the runner compiled
+    /// ahead when there is one (the bytes of the `.pyc` the config names, read on the host).
+    Exec { compiled_runner: Option<&'a [u8]> },
     /// Runs the runner in the interpreter this process inherited from the zygote (which ran
     /// `site` already, or left it to the run).
     Embedded {
@@ -30,17 +31,20 @@ pub(crate) struct Exec {
     program: CString,
     argv: Vec<CString>,
     envp: Vec<CString>,
+    /// The fd of the compiled runner, which the interpreter runs as its script.
+    runner_fd: Option<i32>,
 }
 
 impl Exec {
-    pub(crate) fn prepare(config: &SandboxConfig) -> std::io::Result<Exec> {
+    /// With the compiled runner at `runner_fd` of the code's process, if there is one.
+    pub(crate) fn prepare(config: &SandboxConfig, runner_fd: Option<i32>) -> std::io::Result<Exec> {
         let c = |s: &str| {
             CString::new(s).map_err(|_| std::io::Error::other(format!("NUL byte in {s:?}")))
         };
         let interpreter = &config.interpreter;
         let program = interpreter.program.to_string_lossy().into_owned();
         let mut argv = vec![c(&program)?];
-        for arg in interpreter.args() {
+        for arg in interpreter.args_with_runner_at(runner_fd) {
             argv.push(c(&arg)?);
         }
         let envp = interpreter
@@ -52,6 +56,7 @@ impl Exec {
             program: c(&program)?,
             argv,
             envp,
+            runner_fd,
         })
     }
 }
@@ -65,11 +70,11 @@ pub(crate) fn main(
     start: CodeStart<'_>,
     errors_fd: i32,
 ) -> std::io::Error {
-    if let Err(err) = lock_down(config, policy, errors_fd) {
+    if let Err(err) = lock_down(config, policy, errors_fd, exec.runner_fd) {
         return err;
     }
     match start {
-        CodeStart::Exec => {
+        CodeStart::Exec { .. } => {
             // What the caller ignored or blocked stays with the caller (the interpreter
             // forked from the zygote started with the defaults: see `EmbeddedPython`).
             sys::reset_signals_to_defaults();
@@ -88,7 +93,12 @@ pub(crate) fn main(
 
 /// Everything that makes the process the sandbox's code, in this order; the seccomp filter
 /// comes last, so that none of the calls before it needs to be allowed.
-fn lock_down(config: &SandboxConfig, policy: &Policy, errors_fd: i32) -> std::io::Result<()> {
+fn lock_down(
+    config: &SandboxConfig,
+    policy: &Policy,
+    errors_fd: i32,
+    runner_fd: Option<i32>,
+) -> std::io::Result<()> {
     isolation::new_session()?;
     lower_rlimits(config)?;
     isolation::lock_capabilities()?;
@@ -96,10 +106,16 @@ fn lock_down(config: &SandboxConfig, policy: &Policy, errors_fd: i32) -> std::io
     isolation::clear_capabilities()?;
     isolation::set_no_new_privs()?;
     std::env::set_current_dir(WORK_DIR)?;
+    // The compiled runner's fd goes through the exec (the runner closes it first thing).
+    let mut keep = vec![0, 1, 2, fds::REPORT, errors_fd];
+    if let Some(fd) = runner_fd {
+        sys::keep_across_exec(fd)?;
+        keep.push(fd);
+    }
     // SAFETY: this process is a fresh single-threaded fork; the fds it keeps are those it
     // goes on using, and no owner of a closed fd is used again (it execs or ends with
     // `exit_now`).
-    unsafe { sys::close_fds_except(&[0, 1, 2, fds::REPORT, errors_fd]) };
+    unsafe { sys::close_fds_except(&keep) };
     policy.install()
 }
 

@@ -120,7 +120,15 @@ fn fork_code_process(
     start: CodeStart<'_>,
     errors: &mut PipeWriter,
 ) -> std::io::Result<libc::pid_t> {
-    let exec = code::Exec::prepare(config)?;
+    // The compiled runner, as a sealed file the interpreter opens again by its fd's path;
+    // without it (or if it cannot be made) the runner's source goes after `-c`.
+    let runner = match start {
+        CodeStart::Exec {
+            compiled_runner: Some(bytes),
+        } => sys::memfd::sealed_bytes(c"code-exec-runner", bytes).ok(),
+        _ => None,
+    };
+    let exec = code::Exec::prepare(config, runner.as_ref().map(|fd| fd.as_raw_fd()))?;
     // The C library's fork: the code's process (in which an interpreter forked from the
     // zygote goes on running) must know its own thread id, as a fresh process does.
     // SAFETY: the init is single-threaded (a fresh clone of the single-threaded helper).
@@ -130,7 +138,10 @@ fn fork_code_process(
             let _ = writeln!(errors, "starting the interpreter: {err}");
             isolation::exit_now(protocol::exit_code::EXEC_FAILED)
         }
-        Forked::Parent(pid) => Ok(pid),
+        Forked::Parent(pid) => {
+            drop(runner);
+            Ok(pid)
+        }
     }
 }
 

@@ -35,7 +35,16 @@ pub(crate) fn main(config_json: &str) -> i32 {
         Ok(policy) => policy,
         Err(e) => return fail(&status, e.to_string()),
     };
-    run(&config, &policy, &status, CodeStart::Exec)
+    // Read on the host, like the code; without it the interpreter compiles the runner.
+    let compiled_runner = config
+        .interpreter
+        .compiled_runner
+        .as_deref()
+        .and_then(protocol::read_compiled_runner);
+    let start = CodeStart::Exec {
+        compiled_runner: compiled_runner.as_deref(),
+    };
+    run(&config, &policy, &status, start)
 }
 
 /// The helper's work in a process forked by the zygote, whose fds are already in place and

@@ -5,7 +5,7 @@
 //! the host asks, or when the host disappears — kills every descendant and reports how the
 //! run ended on its status channel. Runs in the supervisor process only.
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -60,8 +60,21 @@ fn start_interpreter(config: &SupervisorConfig) -> Result<libc::pid_t, String> {
     if let Some(bytes) = config.memory_bytes {
         rlimits.push((libc::RLIMIT_DATA, bytes));
     }
+    // The runner compiled ahead, as a sealed file at fd 4 of the interpreter (which runs it
+    // as its script and closes the fd); else the runner's source after `-c`.
+    let runner = interpreter
+        .compiled_runner
+        .as_deref()
+        .and_then(protocol::read_compiled_runner)
+        .and_then(|bytes| sys::memfd::sealed_bytes(c"code-exec-runner", &bytes).ok())
+        .and_then(|memfd| sys::dup_at_least(memfd.as_fd(), fds::HIGH).ok());
+    let runner_fd = fds::REPORT + 1;
+    let mut moves = Vec::new();
+    if let Some(high) = &runner {
+        moves.push((high.as_raw_fd(), runner_fd));
+    }
     let mut cmd = Command::new(&interpreter.program);
-    cmd.args(interpreter.args())
+    cmd.args(interpreter.args_with_runner_at(runner.as_ref().map(|_| runner_fd)))
         .env_clear()
         .envs(interpreter.env.iter().map(|(k, v)| (k, v)))
         .current_dir(&config.cwd)
@@ -69,8 +82,8 @@ fn start_interpreter(config: &SupervisorConfig) -> Result<libc::pid_t, String> {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     ChildSetup {
-        fds: Vec::new(),
-        close_from: Some((fds::REPORT + 1) as u32),
+        close_from: Some((fds::REPORT + 1 + i32::from(!moves.is_empty())) as u32),
+        fds: moves,
         rlimits,
         new_process_group: true,
     }

@@ -174,7 +174,9 @@ fn fork_helper(
             site_done: zygote.site_in_zygote,
         }
     } else {
-        CodeStart::Exec
+        CodeStart::Exec {
+            compiled_runner: None,
+        }
     };
     python.before_fork();
     // SAFETY: the zygote never starts a thread (tests/zygote.rs checks it stays

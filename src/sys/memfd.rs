@@ -40,10 +40,47 @@ pub fn sealed_copy(executable: &Path) -> io::Result<OwnedFd> {
     Ok(OwnedFd::from(read_only))
 }
 
+/// A sealed, close-on-exec memfd holding `bytes`, readable by every user (mode 0444): for a
+/// file another process opens again through `/proc/self/fd`, whatever its uid.
+pub fn sealed_bytes(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    // SAFETY: the name is a valid NUL-terminated string; memfd_create returns a new fd or -1.
+    let fd =
+        unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` was just returned to us and nothing else owns it.
+    let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    io::Write::write_all(&mut file, bytes)?;
+    let memfd = OwnedFd::from(file);
+    // SAFETY: fchmod on an fd we own.
+    if unsafe { libc::fchmod(memfd.as_raw_fd(), 0o444) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
+    // SAFETY: F_ADD_SEALS takes an int and touches no memory.
+    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(memfd)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::Write;
+
+    #[test]
+    fn sealed_bytes_read_back_and_refuse_writes() {
+        let memfd = sealed_bytes(c"test", b"runner").unwrap();
+        let path = format!("/proc/self/fd/{}", memfd.as_raw_fd());
+        assert_eq!(std::fs::read(&path).unwrap(), b"runner");
+        let refused = match std::fs::OpenOptions::new().write(true).open(&path) {
+            Ok(mut f) => f.write_all(b"x").is_err(),
+            Err(_) => true,
+        };
+        assert!(refused, "sealed bytes took a write");
+    }
 
     #[test]
     fn a_sealed_copy_has_the_bytes_and_refuses_writes() {

@@ -382,6 +382,15 @@ pub fn try_reap_child(pid: libc::pid_t) -> bool {
     ret != 0
 }
 
+/// Lets `fd` survive an exec (clears its close-on-exec flag).
+pub fn keep_across_exec(fd: RawFd) -> io::Result<()> {
+    // SAFETY: F_SETFD takes an int and touches no memory.
+    if unsafe { libc::fcntl(fd, libc::F_SETFD, 0) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Empties this process's environment, as an exec with an empty one would.
 ///
 /// # Safety

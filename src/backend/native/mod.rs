@@ -22,6 +22,7 @@ use thiserror::Error;
 
 use self::zygote::Zygote;
 use super::helper::{HelperBinary, Launch, RunError, SpawnedHelper, spawn_helper};
+use super::runner_cache;
 use super::workspace::{self, Workspace};
 use super::{Backend, BackendKind, Enforced, Enforcement, ExecutionRequest};
 use crate::cgroup::{CgroupDriver, CgroupLimits, RunCgroup};
@@ -162,8 +163,20 @@ impl NativeBackend {
     }
 
     /// Starts a helper for `config`: forked by the zygote when there is one. A zygote that
-    /// fails is restarted once; if that fails too, runs start cold from then on.
-    fn start_helper(&self, config_json: &str, stdin: OwnedFd) -> Result<SpawnedHelper, RunError> {
+    /// fails is restarted once; if that fails too, runs start cold from then on. A cold start
+    /// hands the interpreter the runner compiled ahead (the zygote holds it compiled).
+    fn start_helper(
+        &self,
+        config: &SandboxConfig,
+        stdin: OwnedFd,
+    ) -> Result<SpawnedHelper, RunError> {
+        let config_json = serde_json::to_string(config).map_err(RunError::Config)?;
+        let config_json = config_json.as_str();
+        let cold_config = || -> Result<String, RunError> {
+            let mut cold = config.clone();
+            cold.interpreter.compiled_runner = runner_cache::compiled_runner(&self.interpreter);
+            serde_json::to_string(&cold).map_err(RunError::Config)
+        };
         let cold = Launch::Exec {
             helper: &self.helper,
             mode: HiddenMode::Sandbox,
@@ -173,7 +186,7 @@ impl NativeBackend {
             _ => None,
         };
         let Some(zygote) = zygote else {
-            return spawn_helper(cold, config_json, stdin);
+            return spawn_helper(cold, &cold_config()?, stdin);
         };
         // The fds are duplicated into the zygote's message: keep ours for a retry.
         let retry_stdin = stdin.try_clone().map_err(RunError::Pipe)?;
@@ -190,7 +203,7 @@ impl NativeBackend {
             Err(why) => {
                 *lock(&self.zygote) =
                     ZygoteState::Unavailable(format!("{first}; restarting: {why}"));
-                spawn_helper(cold, config_json, retry_stdin)
+                spawn_helper(cold, &cold_config()?, retry_stdin)
             }
         }
     }
@@ -239,8 +252,7 @@ impl NativeBackend {
             request.monitor,
             None,
         );
-        let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
-        self.start_helper(&config_json, stdin.into())?
+        self.start_helper(&config, stdin.into())?
             .finish(request, BackendKind::Native, None)
     }
 

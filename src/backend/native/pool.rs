@@ -36,9 +36,8 @@ impl NativeBackend {
             Workspace::for_request(b"", None, "root").map_err(RunError::Workspace)?;
         let pooled = Some(preload.to_vec());
         let config = self.sandbox_config(&place, &limits, code_file, root_dir, None, pooled);
-        let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
         let (stdin_r, stdin_w) = std::io::pipe().map_err(RunError::Pipe)?;
-        let mut helper = self.start_helper(&config_json, stdin_r.into())?;
+        let mut helper = self.start_helper(&config, stdin_r.into())?;
         helper.wait_ready()?;
         Ok(PreparedRun {
             helper,
