@@ -119,8 +119,14 @@ fn conventional_layout(
         prefix.join("lib").join("python3"),
         prefix.join("local/lib").join(&versioned),
     ];
-    // A shared-library build (pyenv, python.org) loads libpythonX.Y.so from <prefix>/lib.
-    if let Ok(entries) = std::fs::read_dir(prefix.join("lib")) {
+    // A shared-library build (pyenv, python.org) loads libpythonX.Y.so from <prefix>/lib
+    // (a system prefix's lib directory is exposed whole: no need to list its many entries).
+    let lib = prefix.join("lib");
+    let exposed_whole = SYSTEM_PATHS.iter().any(|p| Path::new(p) == lib);
+    if let Some(entries) = (!exposed_whole)
+        .then(|| std::fs::read_dir(&lib).ok())
+        .flatten()
+    {
         dirs.extend(
             entries
                 .flatten()
