@@ -51,7 +51,7 @@ def trace(command, events):
 
 
 def events(lines):
-    """(time ms, duration ms, pid, syscall, text) of each traced syscall with a time."""
+    """(time ms, duration ms, pid, syscall, text, comm) of each traced syscall with a time."""
     found = []
     for m in lines:
         if m["time"] == "?":
@@ -64,8 +64,16 @@ def events(lines):
         else:
             kind = rest.split("(", 1)[0]
         dur = float(m["dur"].split()[0]) if m["dur"] else 0.0
-        found.append((float(m["time"]), dur, int(m["pid"]), kind, rest))
+        found.append((float(m["time"]), dur, int(m["pid"]), kind, rest, m["comm"]))
     return found
+
+
+def interpreter_exec(evs):
+    """The execve of the interpreter: that of a process whose events name it python."""
+    pythons = {e[2] for e in evs if e[5].startswith("python")}
+    found = first(evs, lambda e: e[3] == "execve" and e[2] in pythons)
+    # perf trace may print the exec under the old name: then it is the last exec of the run.
+    return found or last(evs, lambda e: e[3] == "execve")
 
 
 def first(evs, pred):
@@ -95,7 +103,7 @@ def profile_native(binary, python):
     pivot = first(evs, lambda e: e[3] == "pivot_root")
     init = pivot[2]
     init_first = first(evs, lambda e: e[2] == init)
-    code_exec = first(evs, lambda e: e[3] == "execve" and e[2] not in (cli, helper, init))
+    code_exec = interpreter_exec(evs)
     code_exit = first(evs, lambda e: e[2] == code_exec[2] and e[3] == "exit_group")
     cli_exit = last(evs, lambda e: e[2] == cli and e[3] == "exit_group")
     cgroup_made = [e for e in evs if e[2] == cli and e[3] == "mkdir" and e[0] < fork[0]]
@@ -120,7 +128,7 @@ def profile_none(binary, python):
     cli = evs[0][2]
     start = evs[0][0]
     fork = first(evs, lambda e: e[2] == cli and e[3] == "clone")
-    code_exec = first(evs, lambda e: e[3] == "execve" and e[2] != cli)
+    code_exec = interpreter_exec(evs)
     code_exit = first(evs, lambda e: e[2] == code_exec[2] and e[3] == "exit_group")
     cli_exit = last(evs, lambda e: e[2] == cli and e[3] == "exit_group")
     return {
