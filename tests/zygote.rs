@@ -306,6 +306,22 @@ native_test!(
             !Path::new(&mark).exists(),
             "the environment's .pth ran on the host"
         );
+        // Nor on a cold run, whose runner the interpreter compiles ahead on the host (issue 17):
+        // that compilation runs without `site`.
+        let cold = CodeExecutionTool::builder()
+            .supervisor(bin())
+            .python(venv.join("bin/python"))
+            .zygote(ZygoteMode::Off)
+            .build()
+            .unwrap();
+        let r = cold
+            .execute(&format!("import os\nprint(os.path.exists({mark:?}))"))
+            .unwrap();
+        assert_eq!(r.output, "True\n", "{r:?}");
+        assert!(
+            !Path::new(&mark).exists(),
+            "the environment's .pth ran on the host for a cold run"
+        );
         // The system interpreter's own directories belong to root: its site runs in the zygote.
         assert!(tool_site_trusted_for_system_python());
     }

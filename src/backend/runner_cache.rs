@@ -99,8 +99,10 @@ fn is_our_file(path: &Path) -> bool {
 }
 
 fn compile_with(interpreter: &Interpreter) -> Option<Vec<u8>> {
+    // Without `site` (-S): a virtual environment's .pth files are code of whoever may write
+    // there, and run only inside a sandbox, never on the host.
     let mut child = Command::new(interpreter.program())
-        .args(["-I", "-c", COMPILE])
+        .args(["-I", "-S", "-c", COMPILE])
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

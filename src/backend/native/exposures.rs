@@ -137,10 +137,11 @@ fn conventional_layout(
     Some(dirs)
 }
 
-/// Asks the interpreter itself where its standard library and site-packages are.
+/// Asks the interpreter itself where its standard library and site-packages are, without
+/// running `site` (a virtual environment's .pth files run only inside a sandbox).
 fn probe_layout(interpreter: &Interpreter) -> Result<Vec<PathBuf>, String> {
     let output = Command::new(interpreter.path())
-        .args(["-I", "-c", LAYOUT_PROBE])
+        .args(["-I", "-S", "-c", LAYOUT_PROBE])
         .env_clear()
         .stdin(Stdio::null())
         .stderr(Stdio::null())
