@@ -97,8 +97,21 @@ def _code_exec_main():
             source = f.read()
     sys.argv = [path]
 
+    # The builtin compile() first builds the interpreter's AST types (PyAST_Check: some
+    # 7 million instructions, a millisecond of a cold start); the C API's compiler gives the
+    # same code object, warnings and SyntaxError without them. Forked from the zygote, which
+    # built them already, or where that API cannot be reached, the builtin does it.
+    compiler = None
+    if not _code_exec_forked and b"\0" not in source:
+        try:
+            compiler = _code_exec_c_compiler()
+        except BaseException:
+            compiler = None
     try:
-        code = compile(source, path, "exec", dont_inherit=True)
+        if compiler is None:
+            code = compile(source, path, "exec", dont_inherit=True)
+        else:
+            code = compiler(source, os.fsencode(path), 257, None, -1)
     except BaseException as exc:
         del source
         syntax = isinstance(exc, SyntaxError)
@@ -106,6 +119,9 @@ def _code_exec_main():
         column = getattr(exc, "offset", 0) if syntax else 0
         message = getattr(exc, "msg", None) if syntax else None
         report(b"C", type(exc).__name__, line, column, message or describe(exc))
+        # As the interpreter prints a script it could not compile: no traceback (the
+        # printer would otherwise show the exception's own, this runner's frame).
+        exc.__traceback__ = None
         sys.__excepthook__(type(exc), exc, None)
         return 1
     del source
@@ -139,6 +155,40 @@ def _code_exec_main():
     return 0
 
 
+def _code_exec_c_compiler():
+    # Py_CompileStringExFlags(source, filename, Py_file_input, no flags, the interpreter's
+    # optimization level), called with the GIL held as ctypes.pythonapi calls it, from the
+    # bare _ctypes module (the ctypes package costs more to import than it saves); _ctypes
+    # is taken off sys.modules again, so the code finds the interpreter as a fresh one.
+    import _ctypes
+
+    try:
+
+        class Text(_ctypes._SimpleCData):
+            _type_ = "z"
+
+        class Int(_ctypes._SimpleCData):
+            _type_ = "i"
+
+        class Pointer(_ctypes._SimpleCData):
+            _type_ = "P"
+
+        class Object(_ctypes._SimpleCData):
+            _type_ = "O"
+
+        class PythonApi(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_PYTHONAPI
+            _restype_ = Object
+            _argtypes_ = (Text, Text, Int, Pointer, Int)
+
+        class Interpreter:
+            _handle = _ctypes.dlopen(None, 0)
+
+        return PythonApi(("Py_CompileStringExFlags", Interpreter))
+    finally:
+        sys.modules.pop("_ctypes", None)
+
+
 def _code_exec_exit_status(exc):
     # What the interpreter makes of an uncaught SystemExit (its exit status, and a message
     # printed for a non-integer code), for runs that end without the interpreter's own exit.
@@ -160,6 +210,10 @@ def _code_exec_end_forked(status):
     # handlers, streams flushed, the program's own module finalized so that its objects'
     # __del__ and unflushed files run), then the C library's exit. The rest of a finalization only frees
     # memory the process is about to lose, and in a forked process it costs page copies.
+    # `sys` is bound here: when the code never ran (it did not compile), __main__ is still
+    # this runner's module, whose names are cleared below.
+    import sys
+
     threading = sys.modules.get("threading")
     if threading is not None:
         try:

@@ -133,6 +133,42 @@ fn runtime_errors_carry_the_exception_class() {
     }
 }
 
+/// What only CPython's compiler refuses (the parse-only check lets it through) is a syntax
+/// error printed as bare Python prints it: no runner frame, no traceback header, nothing
+/// after it; cold, through the zygote, and without the sandbox.
+#[test]
+fn compile_errors_are_printed_as_bare_python_prints_them() {
+    let sandboxes: &[&[&str]] = if cfg!(target_os = "linux") {
+        &[
+            &["--sandbox", "none"],
+            &["--sandbox", "native"],
+            &["--sandbox", "native", "--zygote"],
+        ]
+    } else {
+        &[&["--sandbox", "none"]]
+    };
+    for extra in sandboxes {
+        let (r, status) = run_code("print(1)\nreturn 5", extra);
+        if r["verdict"] == "sandbox_error" {
+            eprintln!("{extra:?}: not here: {r}");
+            continue;
+        }
+        assert_eq!(status, 1, "{extra:?}: {r}");
+        assert_eq!(r["verdict"], "syntax_error", "{extra:?}: {r}");
+        assert_eq!(r["output"], "", "{extra:?}: {r}");
+        let stderr = r["stderr"].as_str().unwrap();
+        assert!(
+            stderr
+                .ends_with("    return 5\n    ^^^^^^^^\nSyntaxError: 'return' outside function\n"),
+            "{extra:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains("Traceback") && !stderr.contains("_code_exec"),
+            "{extra:?}: {stderr}"
+        );
+    }
+}
+
 #[test]
 fn exit_status_is_reported_as_exit() {
     let (r, status) = run_code("import sys\nprint('bye')\nsys.exit(3)", &[]);

@@ -3,8 +3,8 @@
 //! runner's source from `-c` at every start (about a millisecond of each cold run). Made once
 //! by the interpreter itself (`marshal`, its own magic number), kept in a private directory of
 //! this user (the run directories' base for root, `$TMPDIR/code-exec-cache-<uid>` otherwise,
-//! 0700 and refused if someone else's or a link) under a name that digests the runner, the
-//! interpreter's path and the identity of its binary (device, inode, size, mtime), so that a
+//! 0700 and refused if someone else's or a link) under a name that digests the runner and the
+//! identity of the interpreter's binary (its path, device, inode, size, mtime), so that a
 //! changed runner or interpreter makes a new one. Runs in the host process.
 //!
 //! The file is trusted as the runner is: it runs before the code and writes the report's
@@ -77,7 +77,8 @@ fn key(interpreter: &Interpreter) -> Option<u64> {
     let binary = std::fs::metadata(interpreter.path()).ok()?;
     let mut hasher = DefaultHasher::new();
     RUNNER.hash(&mut hasher);
-    interpreter.program().hash(&mut hasher);
+    // The binary alone decides the bytes (its magic number): every virtual environment of
+    // one base shares its file, so their number stays that of the interpreters used.
     interpreter.path().hash(&mut hasher);
     (
         binary.dev(),
