@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 /// The runner script (see its header for the report record it writes).
 pub(crate) const RUNNER: &str = include_str!("runner.py");
 
-/// The interpreter's own flags before the runner: isolated mode, unbuffered streams, `-c`.
-const INTERPRETER_FLAGS: [&str; 3] = ["-I", "-u", "-c"];
+/// The interpreter's own flags before the runner: isolated mode, unbuffered streams.
+const INTERPRETER_FLAGS: [&str; 2] = ["-I", "-u"];
+/// The flag before the runner's source (when it is not run compiled ahead).
+const SOURCE_FLAG: &str = "-c";
 /// Where the interpreter finds the compiled runner: this and its fd number (the runner
 /// recognizes it in `sys.argv[0]` and closes that fd).
 const COMPILED_RUNNER_PATH: &str = "/proc/self/fd/";
@@ -89,29 +91,18 @@ impl Invocation {
     /// The same, or with the compiled runner run as the script from `fd` of the interpreter's
     /// process (`/proc/self/fd/N`, which the runner closes first thing).
     pub(crate) fn args_with_runner_at(&self, fd: Option<RawFd>) -> Vec<String> {
-        let mut args: Vec<String> = match fd {
-            Some(fd) => {
-                let mut flags: Vec<String> = INTERPRETER_FLAGS[..2]
-                    .iter()
-                    .map(|f| f.to_string())
-                    .collect();
-                flags.push(format!("{COMPILED_RUNNER_PATH}{fd}"));
-                flags
-            }
-            None => {
-                let mut flags: Vec<String> =
-                    INTERPRETER_FLAGS.iter().map(|f| f.to_string()).collect();
-                flags.push(RUNNER.into());
-                flags
-            }
-        };
+        let mut args: Vec<String> = INTERPRETER_FLAGS.iter().map(|f| f.to_string()).collect();
+        match fd {
+            Some(fd) => args.push(format!("{COMPILED_RUNNER_PATH}{fd}")),
+            None => args.extend([SOURCE_FLAG.into(), RUNNER.into()]),
+        }
         args.extend(self.runner_args());
         args
     }
 
     /// `sys.argv` as the interpreter sets it for `-c` code: `-c`, then the runner's arguments.
     pub(crate) fn sys_argv(&self) -> Vec<String> {
-        std::iter::once("-c".to_string())
+        std::iter::once(SOURCE_FLAG.to_string())
             .chain(self.runner_args())
             .collect()
     }

@@ -446,6 +446,20 @@ native_test!(a_virtual_environment_is_exposed_read_only, {
     assert_eq!(output(&r), "42 False\nread-only\n");
 });
 
+/// Through the zygote (CODE_EXEC_TEST_ZYGOTE=1 requires one) an interpreter needs a shared
+/// libpython with the embedding calls of 3.7 and later; without, the run is refused with the
+/// reason, and `python` is left to the cold passes (said on stderr).
+fn refused_for_want_of_a_zygote(r: &Value, python: &std::path::Path) -> bool {
+    let no_zygote = r["error"]
+        .as_str()
+        .is_some_and(|e| e.contains("no zygote:"));
+    let refused = !zygote_args().is_empty() && no_zygote;
+    if refused {
+        eprintln!("{}: not through a zygote: {}", python.display(), r["error"]);
+    }
+    refused
+}
+
 /// Every Python 3 of this machine this user can run: Debian's, and each pyenv version.
 fn pythons_here() -> Vec<std::path::PathBuf> {
     let mut found = vec![std::path::PathBuf::from("/usr/bin/python3")];
@@ -504,14 +518,7 @@ print(parent == '/' or os.listdir(parent) == [os.path.basename(sys.base_prefix)]
         std::fs::write(site.join("venvpkg/__init__.py"), "MARK = 42\n").unwrap();
         let python = venv.join("bin/python");
         let (r, status) = run_native(code, &["--python", python.to_str().unwrap()]);
-        // Through the zygote (CODE_EXEC_TEST_ZYGOTE=1 requires one) an interpreter needs a
-        // shared libpython with the embedding calls of 3.7 and later; without, the run is
-        // refused with the reason, and this one is left to the cold passes.
-        let no_zygote = r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no zygote:"));
-        if !zygote_args().is_empty() && no_zygote {
-            eprintln!("{}: not through a zygote: {}", base.display(), r["error"]);
+        if refused_for_want_of_a_zygote(&r, &base) {
             continue;
         }
         assert_eq!(status, 0, "{}: {r}", base.display());
@@ -593,11 +600,7 @@ print(open('/work/plot.png', 'rb').read(8) == b'\x89PNG\r\n\x1a\n')
                 "60",
             ],
         );
-        let no_zygote = r["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("no zygote:"));
-        if !zygote_args().is_empty() && no_zygote {
-            eprintln!("{}: not through a zygote: {}", venv.display(), r["error"]);
+        if refused_for_want_of_a_zygote(&r, venv) {
             continue;
         }
         assert_eq!(status, 0, "{}: {r}", venv.display());

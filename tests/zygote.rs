@@ -282,12 +282,15 @@ native_test!(
         .unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&site, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let tool = CodeExecutionTool::builder()
-            .supervisor(bin())
-            .python(venv.join("bin/python"))
-            .zygote(ZygoteMode::Auto)
-            .build()
-            .unwrap();
+        let tool_of_the_venv = |mode| {
+            CodeExecutionTool::builder()
+                .supervisor(bin())
+                .python(venv.join("bin/python"))
+                .zygote(mode)
+                .build()
+                .unwrap()
+        };
+        let tool = tool_of_the_venv(ZygoteMode::Auto);
         if !zygote_or_skip(
             &tool,
             "site_of_an_untrusted_environment_runs_only_inside_the_sandbox",
@@ -308,13 +311,7 @@ native_test!(
         );
         // Nor on a cold run, whose runner the interpreter compiles ahead on the host (issue 17):
         // that compilation runs without `site`.
-        let cold = CodeExecutionTool::builder()
-            .supervisor(bin())
-            .python(venv.join("bin/python"))
-            .zygote(ZygoteMode::Off)
-            .build()
-            .unwrap();
-        let r = cold
+        let r = tool_of_the_venv(ZygoteMode::Off)
             .execute(&format!("import os\nprint(os.path.exists({mark:?}))"))
             .unwrap();
         assert_eq!(r.output, "True\n", "{r:?}");

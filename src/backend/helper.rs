@@ -398,7 +398,7 @@ pub(crate) fn spawn_helper(
             drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
             HelperProcess::Forked(forked)
         }
-        Launch::Exec { helper, mode } if helper.forks_here() => {
+        Launch::Exec { helper, mode } if let Some(entry) = helper.fork_entry_now() => {
             let placed = [
                 (stdin.as_fd(), 0),
                 (stdout_w.as_fd(), 1),
@@ -407,7 +407,7 @@ pub(crate) fn spawn_helper(
                 (status_w.as_fd(), fds::STATUS),
                 (control_r.as_fd(), fds::CONTROL),
             ];
-            let forked = fork_hidden_mode_here(helper, mode, &placed, config_json)?;
+            let forked = fork_hidden_mode_here(helper, entry, mode, &placed, config_json)?;
             // The child holds the only other copies now (see below).
             drop((stdin, stdout_w, stderr_w, report_w, status_w, control_r));
             HelperProcess::ForkedHere(forked, mode)
@@ -451,10 +451,11 @@ pub(crate) fn spawn_helper(
 }
 
 impl HelperBinary {
-    /// Whether a hidden mode started now runs in a fork of this process: asked for, and
-    /// this process single-threaded (a fork of it is then as sound as a fresh process).
-    fn forks_here(&self) -> bool {
-        self.fork_entry.is_some() && sys::is_single_threaded()
+    /// The entry a hidden mode started now runs through in a fork of this process: when asked
+    /// for, and this process is single-threaded (a fork of it is then as sound as a fresh
+    /// process); `None`: exec the binary.
+    fn fork_entry_now(&self) -> Option<HiddenModeEntry> {
+        self.fork_entry.filter(|_| sys::is_single_threaded())
     }
 }
 
@@ -468,6 +469,7 @@ static UNREAPED_HELPERS: Mutex<Vec<libc::pid_t>> = Mutex::new(Vec::new());
 /// and the binary's start-up.
 fn fork_hidden_mode_here(
     helper: &HelperBinary,
+    entry: HiddenModeEntry,
     mode: HiddenMode,
     placed: &[(BorrowedFd<'_>, RawFd)],
     config_json: &str,
@@ -476,7 +478,6 @@ fn fork_hidden_mode_here(
         program: helper.path().to_owned(),
         source,
     };
-    let entry = helper.fork_entry.ok_or(RunError::NoStatus)?;
     // Sources sit above every target number, so moving them cannot clobber each other.
     let mut sources = Vec::with_capacity(placed.len() + 1);
     let mut moves = Vec::with_capacity(placed.len() + 1);
@@ -494,16 +495,16 @@ fn fork_hidden_mode_here(
         rlimits: Vec::new(),
         new_process_group: true,
     };
-    // SAFETY: `forks_here` found this process single-threaded, and this thread started no
-    // other since: the child's copy of memory holds no lock another thread owned.
+    // SAFETY: `fork_entry_now` found this process single-threaded, and this thread started
+    // no other since: the child's copy of memory holds no lock another thread owned.
     match unsafe { sys::isolation::fork_as_libc_does() }.map_err(spawn_error)? {
         sys::isolation::Forked::Child => {
             sys::reset_signals_to_defaults();
+            // The sandbox may not see the caller's environment or arguments (its
+            // /proc/1/cmdline is anyone's to read): both are overwritten in place.
             // SAFETY: the fresh child is single-threaded, holds no pointer into the
-            // environment and never reads its arguments again; the moved fds' owners in this copy of memory are never used or
-            // dropped again (it ends with `exit_now`).
-            // Nor may the sandbox see the caller's arguments (its /proc/1/cmdline is anyone's
-            // to read) or environment: they are overwritten in place.
+            // environment and never reads its arguments again; the moved fds' owners in this
+            // copy of memory are never used or dropped again (it ends with `exit_now`).
             let placed = unsafe {
                 sys::clear_environment();
                 sys::replace_command_line(&["code-exec", mode.arg()])

@@ -69,10 +69,12 @@ fn start_interpreter(config: &SupervisorConfig) -> Result<libc::pid_t, String> {
         .and_then(|bytes| sys::memfd::sealed_bytes(c"code-exec-runner", &bytes).ok())
         .and_then(|memfd| sys::dup_at_least(memfd.as_fd(), fds::HIGH).ok());
     let runner_fd = fds::REPORT + 1;
-    let mut moves = Vec::new();
-    if let Some(high) = &runner {
-        moves.push((high.as_raw_fd(), runner_fd));
-    }
+    let moves: Vec<_> = runner
+        .iter()
+        .map(|high| (high.as_raw_fd(), runner_fd))
+        .collect();
+    // Everything above the report channel is closed, but for the compiled runner.
+    let first_closed = fds::REPORT + 1 + moves.len() as i32;
     let mut cmd = Command::new(&interpreter.program);
     cmd.args(interpreter.args_with_runner_at(runner.as_ref().map(|_| runner_fd)))
         .env_clear()
@@ -82,8 +84,8 @@ fn start_interpreter(config: &SupervisorConfig) -> Result<libc::pid_t, String> {
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit());
     ChildSetup {
-        close_from: Some((fds::REPORT + 1 + i32::from(!moves.is_empty())) as u32),
         fds: moves,
+        close_from: Some(first_closed as u32),
         rlimits,
         new_process_group: true,
     }

@@ -1,39 +1,20 @@
-//! Sealed in-memory copies of an executable: a process exec'd from one has a `/proc/self/exe`
-//! that names no host file (the runc CVE-2019-5736 fix). The copy's contents cannot change
-//! (write, grow and shrink seals, then the seal seal).
+//! Sealed in-memory files: copies of an executable (a process exec'd from one has a
+//! `/proc/self/exe` that names no host file: the runc CVE-2019-5736 fix) and of bytes handed
+//! to another process (the compiled runner). Their contents cannot change (write, grow and
+//! shrink seals, then the seal seal).
 
+use std::ffi::CStr;
 use std::fs::File;
-use std::io;
+use std::io::{self, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::path::Path;
 
 /// A sealed, close-on-exec memfd holding the bytes of `executable`, mode 0500.
 pub fn sealed_copy(executable: &Path) -> io::Result<OwnedFd> {
     let mut source = File::open(executable)?;
-    // SAFETY: the name is a valid NUL-terminated string; memfd_create returns a new fd or -1.
-    let fd = unsafe {
-        libc::memfd_create(
-            c"code-exec".as_ptr(),
-            libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `fd` was just returned to us and nothing else owns it.
-    let memfd = unsafe { OwnedFd::from_raw_fd(fd) };
-    let mut target = File::from(memfd);
-    io::copy(&mut source, &mut target)?;
-    let memfd = OwnedFd::from(target);
-    // SAFETY: fchmod on an fd we own.
-    if unsafe { libc::fchmod(memfd.as_raw_fd(), 0o500) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;
-    // SAFETY: F_ADD_SEALS takes an int and touches no memory.
-    if unsafe { libc::fcntl(memfd.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let memfd = sealed(c"code-exec", 0o500, |target| {
+        io::copy(&mut source, target).map(drop)
+    })?;
     // An executable must have no writable fd open (else ETXTBSY): keep a read-only one.
     let read_only = File::open(format!("/proc/self/fd/{}", memfd.as_raw_fd()))?;
     drop(memfd);
@@ -42,7 +23,17 @@ pub fn sealed_copy(executable: &Path) -> io::Result<OwnedFd> {
 
 /// A sealed, close-on-exec memfd holding `bytes`, readable by every user (mode 0444): for a
 /// file another process opens again through `/proc/self/fd`, whatever its uid.
-pub fn sealed_bytes(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+pub fn sealed_bytes(name: &CStr, bytes: &[u8]) -> io::Result<OwnedFd> {
+    sealed(name, 0o444, |target| target.write_all(bytes))
+}
+
+/// A close-on-exec memfd named `name`, filled by `fill`, then given `mode` and sealed
+/// against writes, growth, shrinking and further seals.
+fn sealed(
+    name: &CStr,
+    mode: libc::mode_t,
+    fill: impl FnOnce(&mut File) -> io::Result<()>,
+) -> io::Result<OwnedFd> {
     // SAFETY: the name is a valid NUL-terminated string; memfd_create returns a new fd or -1.
     let fd =
         unsafe { libc::memfd_create(name.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
@@ -51,10 +42,10 @@ pub fn sealed_bytes(name: &std::ffi::CStr, bytes: &[u8]) -> io::Result<OwnedFd> 
     }
     // SAFETY: `fd` was just returned to us and nothing else owns it.
     let mut file = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    io::Write::write_all(&mut file, bytes)?;
+    fill(&mut file)?;
     let memfd = OwnedFd::from(file);
     // SAFETY: fchmod on an fd we own.
-    if unsafe { libc::fchmod(memfd.as_raw_fd(), 0o444) } < 0 {
+    if unsafe { libc::fchmod(memfd.as_raw_fd(), mode) } < 0 {
         return Err(io::Error::last_os_error());
     }
     let seals = libc::F_SEAL_WRITE | libc::F_SEAL_GROW | libc::F_SEAL_SHRINK | libc::F_SEAL_SEAL;

@@ -163,34 +163,23 @@ impl NativeBackend {
     }
 
     /// Starts a helper for `config`: forked by the zygote when there is one. A zygote that
-    /// fails is restarted once; if that fails too, runs start cold from then on. A cold start
-    /// hands the interpreter the runner compiled ahead (the zygote holds it compiled).
+    /// fails is restarted once; if that fails too, runs start cold from then on.
     fn start_helper(
         &self,
-        config: &SandboxConfig,
+        config: SandboxConfig,
         stdin: OwnedFd,
     ) -> Result<SpawnedHelper, RunError> {
-        let config_json = serde_json::to_string(config).map_err(RunError::Config)?;
-        let config_json = config_json.as_str();
-        let cold_config = || -> Result<String, RunError> {
-            let mut cold = config.clone();
-            cold.interpreter.compiled_runner = runner_cache::compiled_runner(&self.interpreter);
-            serde_json::to_string(&cold).map_err(RunError::Config)
-        };
-        let cold = Launch::Exec {
-            helper: &self.helper,
-            mode: HiddenMode::Sandbox,
-        };
         let zygote = match &*lock(&self.zygote) {
             ZygoteState::Running(zygote) => Some(Arc::clone(zygote)),
             _ => None,
         };
         let Some(zygote) = zygote else {
-            return spawn_helper(cold, &cold_config()?, stdin);
+            return self.start_cold_helper(config, stdin);
         };
+        let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
         // The fds are duplicated into the zygote's message: keep ours for a retry.
         let retry_stdin = stdin.try_clone().map_err(RunError::Pipe)?;
-        let first = match spawn_helper(Launch::Fork(&*zygote), config_json, stdin) {
+        let first = match spawn_helper(Launch::Fork(&*zygote), &config_json, stdin) {
             Ok(helper) => return Ok(helper),
             Err(first) => first,
         };
@@ -198,14 +187,30 @@ impl NativeBackend {
             Ok(restarted) => {
                 let restarted = Arc::new(restarted);
                 *lock(&self.zygote) = ZygoteState::Running(Arc::clone(&restarted));
-                spawn_helper(Launch::Fork(&*restarted), config_json, retry_stdin)
+                spawn_helper(Launch::Fork(&*restarted), &config_json, retry_stdin)
             }
             Err(why) => {
                 *lock(&self.zygote) =
                     ZygoteState::Unavailable(format!("{first}; restarting: {why}"));
-                spawn_helper(cold, &cold_config()?, retry_stdin)
+                self.start_cold_helper(config, retry_stdin)
             }
         }
+    }
+
+    /// Starts a helper from the binary (exec'd, or forked here), which hands the interpreter
+    /// the runner compiled ahead (a zygote holds it compiled already).
+    fn start_cold_helper(
+        &self,
+        mut config: SandboxConfig,
+        stdin: OwnedFd,
+    ) -> Result<SpawnedHelper, RunError> {
+        config.interpreter.compiled_runner = runner_cache::compiled_runner(&self.interpreter);
+        let config_json = serde_json::to_string(&config).map_err(RunError::Config)?;
+        let cold = Launch::Exec {
+            helper: &self.helper,
+            mode: HiddenMode::Sandbox,
+        };
+        spawn_helper(cold, &config_json, stdin)
     }
 
     fn new_cgroup(&self, n: u64, limits: &Limits) -> Result<Option<RunCgroup>, RunError> {
@@ -252,7 +257,7 @@ impl NativeBackend {
             request.monitor,
             None,
         );
-        self.start_helper(&config, stdin.into())?
+        self.start_helper(config, stdin.into())?
             .finish(request, BackendKind::Native, None)
     }
 

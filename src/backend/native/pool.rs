@@ -37,7 +37,7 @@ impl NativeBackend {
         let pooled = Some(preload.to_vec());
         let config = self.sandbox_config(&place, &limits, code_file, root_dir, None, pooled);
         let (stdin_r, stdin_w) = std::io::pipe().map_err(RunError::Pipe)?;
-        let mut helper = self.start_helper(&config, stdin_r.into())?;
+        let mut helper = self.start_helper(config, stdin_r.into())?;
         helper.wait_ready()?;
         Ok(PreparedRun {
             helper,
